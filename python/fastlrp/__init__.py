@@ -1,0 +1,49 @@
+"""fastlrp: fast Layer-wise Relevance Propagation on imported weights.
+
+>>> import fastlrp as fl
+>>> model = fl.Sequential([fl.Dense(W1, b1), fl.ReLU(), fl.Dense(W2, b2), fl.Softmax()])
+>>> e = fl.LRP(model, "epsilon_plus_flat")(x)
+>>> e.relevance            # shape of x
+"""
+
+from __future__ import annotations
+
+from . import composites, rules
+from ._native import core as _core
+from .composites import ByIndex, ByType, Composite, First
+from .explain import LRP, Explanation
+from .layers import (ELU, SELU, BatchNorm1d, Dense, Dropout, Flatten, Identity, Layer, LeakyReLU,
+                     LogSoftmax, ReLU, Sigmoid, Softmax, Tanh)
+from .model import Sequential, fold_batchnorm, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LRP", "Explanation", "Sequential", "fold_batchnorm", "load", "rules", "composites",
+    "Composite", "ByType", "ByIndex", "First", "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh",
+    "Sigmoid", "ELU", "SELU", "Softmax", "LogSoftmax", "Dropout", "Flatten", "Identity",
+    "BatchNorm1d", "set_num_threads", "get_num_threads", "build_info",
+]
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads used by every kernel; ``None`` means all cores (the default). Safe to call anytime."""
+    if n is None:
+        _core.set_num_threads(0)
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: expected an int >= 1 or None, got {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: expected an int >= 1 or None, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use."""
+    return _core.get_num_threads()
+
+
+def build_info() -> dict:
+    """What the compiled core was built with."""
+    return {"openmp": _core.has_openmp(), "cuda": _core.has_cuda(), "simd": _core.simd(),
+            "native": _core.native_build(), "max_threads": _core.max_threads()}

@@ -1,0 +1,67 @@
+"""Argument checks shared by the public API: every failure names what was expected and what came."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["as_param_array", "as_batch", "check_real_scalar"]
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"[:120]
+
+
+def as_param_array(value, name: str, ndim: int | None = None) -> np.ndarray:
+    """A finite float64 copy of a layer parameter, read-only."""
+    if value is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    try:
+        arr = np.array(value, copy=True)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name}: expected an array of real numbers, got {_describe(value)}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or Inf; expected finite values")
+    arr.setflags(write=False)
+    return arr
+
+
+def check_real_scalar(value, name: str, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {_describe(value)}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: expected a value >= {minimum}, got {v}")
+    return v
+
+
+def as_batch(x, in_features: int | None, what: str = "x") -> np.ndarray:
+    """x as a C-contiguous float32/float64 (N, in) array; the input's dtype chooses."""
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as exc:
+            raise TypeError(f"{what}: expected an array of real numbers, got {_describe(x)}") from exc
+    kind = x.dtype.kind
+    if kind == "f" and x.dtype.itemsize == 8:
+        dtype = np.float64
+    elif kind in "fiub":
+        dtype = np.float32
+    else:
+        raise TypeError(f"{what}: expected real numbers (float32, float64 or ints), got dtype {x.dtype}")
+    if x.ndim != 2:
+        hint = " (for one sample use x[None])" if x.ndim == 1 else ""
+        raise ValueError(f"{what}: expected a 2-D batch of shape (N, {in_features}){hint}, got shape {x.shape}")
+    if in_features is not None and x.shape[1] != in_features:
+        raise ValueError(f"{what}: expected {in_features} features per sample, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=dtype)

@@ -1,0 +1,130 @@
+// Binds kernels::Network<T> for float and double through one template.
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "fastlrp/network.hpp"
+
+namespace py = pybind11;
+
+namespace fastlrp::bindings {
+
+using kernels::Activation;
+using kernels::Network;
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+template <class T>
+ConstMatrixMap<T> as_matrix(const CArray<T>& a, const char* what) {
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(what) + " must be 2-D, got " + std::to_string(a.ndim()) + "-D");
+  return ConstMatrixMap<T>(a.data(), a.shape(0), a.shape(1));
+}
+
+template <class T>
+RowVector<T> as_row(const CArray<T>& a) {
+  return Eigen::Map<const RowVector<T>>(a.data(), a.size());
+}
+
+RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double gamma) {
+  if (kind < 0 || kind > static_cast<int>(RuleKind::Flat)) throw std::invalid_argument("unknown rule kind " + std::to_string(kind));
+  RuleParams r;
+  r.kind = static_cast<RuleKind>(kind);
+  r.epsilon = epsilon;
+  r.alpha = alpha;
+  r.beta = beta;
+  r.gamma = gamma;
+  return r;
+}
+
+template <class T>
+void bind_for(py::module_& m, const char* name) {
+  using Net = Network<T>;
+  py::class_<Net>(m, name, "A sequential network whose forward and LRP passes run in C++.")
+      .def(py::init<>())
+      .def(
+          "add_dense",
+          [](Net& net, const CArray<T>& W, const CArray<T>& b, int rule, double epsilon, double alpha, double beta,
+             double gamma, const CArray<T>& low, const CArray<T>& high) {
+            RowMatrix<T> w = as_matrix(W, "weight");
+            if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
+            std::vector<T> lo(low.data(), low.data() + low.size()), hi(high.data(), high.data() + high.size());
+            RuleParams rp = make_rule(rule, epsilon, alpha, beta, gamma);
+            if (rp.kind == RuleKind::ZBox && (static_cast<Index>(lo.size()) != w.cols() || static_cast<Index>(hi.size()) != w.cols()))
+              throw std::invalid_argument("ZBox bounds must have one entry per input feature");
+            net.add_dense(std::move(w), as_row(b), rp, lo, hi);
+          },
+          py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"),
+          py::arg("beta"), py::arg("gamma"), py::arg("low").noconvert(), py::arg("high").noconvert(),
+          "Append a Dense layer with its rule; modified weights are prepared here, once.")
+      .def(
+          "add_activation",
+          [](Net& net, int kind, double param, Index width) {
+            if (kind < 0 || kind > static_cast<int>(Activation::LogSoftmax)) throw std::invalid_argument("unknown activation");
+            net.add_activation(static_cast<Activation>(kind), T(param), width);
+          },
+          py::arg("kind"), py::arg("param"), py::arg("width"), "Append an element-wise layer.")
+      .def(
+          "add_affine",
+          [](Net& net, const CArray<T>& scale, const CArray<T>& shift, int rule, double epsilon) {
+            if (scale.size() != shift.size()) throw std::invalid_argument("scale and shift differ in size");
+            net.add_affine(as_row(scale), as_row(shift), make_rule(rule, epsilon, 0, 0, 0));
+          },
+          py::arg("scale").noconvert(), py::arg("shift").noconvert(), py::arg("rule"), py::arg("epsilon"),
+          "Append an element-wise affine layer (an unfolded BatchNorm).")
+      .def_property_readonly("in_features", &Net::in_features)
+      .def_property_readonly("out_features", &Net::out_features)
+      .def_property_readonly("skips_last", &Net::skips_last)
+      .def(
+          "forward",
+          [](const Net& net, const CArray<T>& x) {
+            ConstMatrixMap<T> X = as_matrix(x, "input");
+            // Safe without the GIL: x is kept alive by the caller's reference and read only;
+            // the network is not modified after construction.
+            py::gil_scoped_release release;
+            return net.forward(X);
+          },
+          py::arg("x").noconvert(), "The model's output for a batch x (N, in).")
+      .def(
+          "explain",
+          [](const Net& net, const CArray<T>& x, std::optional<py::array_t<std::int64_t, py::array::c_style>> targets,
+             std::optional<CArray<T>> start, bool layerwise) {
+            ConstMatrixMap<T> X = as_matrix(x, "input");
+            std::optional<Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>> t;
+            std::optional<ConstMatrixMap<T>> s;
+            if (targets) {
+              if (targets->size() != X.rows()) throw std::invalid_argument("need one target per sample");
+              const Index out = net.skips_last() ? net.layers[net.layers.size() - 2].out : net.out_features();
+              for (Index i = 0; i < targets->size(); ++i)
+                if (targets->data()[i] < 0 || targets->data()[i] >= out) throw std::invalid_argument("target out of range");
+              t.emplace(targets->data(), targets->size());
+            }
+            if (start) s.emplace(as_matrix(*start, "start relevance"));
+            kernels::Explanation<T> e;
+            {
+              // Safe without the GIL: inputs are read only and owned by the caller; results
+              // are written to fresh C++ buffers that Python sees only after this block.
+              py::gil_scoped_release release;
+              e = net.explain(X, t, s, layerwise);
+            }
+            py::object layers = py::none();
+            if (layerwise) {
+              py::list l;
+              for (auto& a : e.layers) l.append(py::cast(std::move(a)));
+              layers = l;
+            }
+            py::object tg = start ? py::object(py::none()) : py::cast(std::move(e.targets));
+            return py::make_tuple(py::cast(std::move(e.relevance)), py::cast(std::move(e.output)),
+                                  py::cast(std::move(e.conservation)), layers, tg);
+          },
+          py::arg("x").noconvert(), py::arg("targets"), py::arg("start"), py::arg("layerwise"),
+          "Forward pass and LRP in one call: (relevance, output, conservation, layers, targets).");
+}
+
+void register_network(py::module_& m) {
+  bind_for<float>(m, "Network_float32");
+  bind_for<double>(m, "Network_float64");
+}
+
+}  // namespace fastlrp::bindings

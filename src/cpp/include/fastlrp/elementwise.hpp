@@ -1,0 +1,90 @@
+// Element-wise layers: activations (relevance passes through them unchanged, rules.md's Pass),
+// the row-wise output nonlinearities, and an affine map (a BatchNorm that could not be folded).
+#pragma once
+
+#include "fastlrp/common.hpp"
+#include "fastlrp/rules.hpp"
+
+namespace fastlrp::kernels {
+
+enum class Activation : int {
+  Identity = 0,  // also Dropout (inference) and Flatten of a flat input
+  ReLU = 1,
+  LeakyReLU = 2,  // param: negative slope
+  Tanh = 3,
+  Sigmoid = 4,
+  ELU = 5,  // param: alpha
+  SELU = 6,
+  Softmax = 7,
+  LogSoftmax = 8,
+};
+
+// Output nonlinearities that the backward pass skips when they end the model (rules.md).
+inline bool is_output_nonlinearity(Activation a) {
+  return a == Activation::Softmax || a == Activation::LogSoftmax || a == Activation::Sigmoid;
+}
+
+template <class T, class In>
+void activation_forward(Activation kind, T param, const In& A, RowMatrix<T>& Y) {
+  switch (kind) {
+    case Activation::Identity: Y = A; return;
+    case Activation::ReLU: Y = A.cwiseMax(T(0)); return;
+    case Activation::LeakyReLU: Y = A.unaryExpr([param](T v) { return v >= T(0) ? v : param * v; }); return;
+    case Activation::Tanh: Y = A.array().tanh().matrix(); return;
+    case Activation::Sigmoid:
+      Y = A.unaryExpr([](T v) {
+        // written so that exp never overflows
+        if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+        const T e = std::exp(v);
+        return e / (T(1) + e);
+      });
+      return;
+    case Activation::ELU: Y = A.unaryExpr([param](T v) { return v > T(0) ? v : param * std::expm1(v); }); return;
+    case Activation::SELU: {
+      const T alpha = T(1.6732632423543772848170429916717), scale = T(1.0507009873554804934193349852946);
+      Y = A.unaryExpr([=](T v) { return v > T(0) ? scale * v : scale * alpha * std::expm1(v); });
+      return;
+    }
+    case Activation::Softmax:
+    case Activation::LogSoftmax: {
+      Y.resize(A.rows(), A.cols());
+      for (Index r = 0; r < A.rows(); ++r) {
+        const T m = A.row(r).maxCoeff();
+        const RowVector<T> shifted = A.row(r).array() - m;
+        const T sum = shifted.array().exp().sum();
+        if (kind == Activation::Softmax)
+          Y.row(r) = shifted.array().exp() / sum;
+        else
+          Y.row(r) = shifted.array() - std::log(sum);
+      }
+      return;
+    }
+  }
+}
+
+// y_i = a_i * scale_i + shift_i: a BatchNorm that could not be folded into a linear layer.
+template <class T>
+struct Affine {
+  RowVector<T> scale, shift;
+  RuleParams rule;  // Epsilon (as a diagonal linear map) or Pass
+
+  template <class In>
+  void forward(const In& A, RowMatrix<T>& Y) const {
+    Y = A.array().rowwise() * scale.array();
+    Y.rowwise() += shift;
+  }
+
+  template <class In>
+  void backward(const In& A, const RowMatrix<T>& Z, const RowMatrix<T>& R, RowMatrix<T>& Rin) const {
+    if (rule.kind == RuleKind::Pass) {
+      Rin = R;
+      return;
+    }
+    const T eps = T(rule.epsilon);
+    Rin.resize(R.rows(), R.cols());
+    for (Index r = 0; r < R.rows(); ++r)
+      for (Index j = 0; j < R.cols(); ++j) Rin(r, j) = A(r, j) * scale(j) * safe_ratio(R(r, j), Z(r, j), eps);
+  }
+};
+
+}  // namespace fastlrp::kernels
