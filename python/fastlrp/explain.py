@@ -11,6 +11,7 @@ from . import composites as C
 from . import layers as L
 from ._checks import as_batch
 from .model import Sequential, build_network
+from .rules import ZBox
 
 __all__ = ["LRP", "Explanation"]
 
@@ -64,6 +65,12 @@ class LRP:
         for k, layer in enumerate(model.layers[:-1]):
             if isinstance(layer, (L.Softmax, L.LogSoftmax)):
                 raise ValueError(f"layer {k} ({layer!r}): Softmax/LogSoftmax is supported only as the last layer")
+        for k, (layer, rule) in enumerate(zip(model.layers, self.rules)):
+            if isinstance(rule, ZBox) and isinstance(layer, L.Dense):
+                try:
+                    rule.bounds_for((layer.in_features,))
+                except ValueError as exc:
+                    raise ValueError(f"layer {k} ({layer!r}): {exc}") from None
         self._nets = {}
         self._skip = isinstance(model.layers[-1], L.OUTPUT_NONLINEARITIES)
 

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+import fastlrp as fl
+
+DTYPES = [np.float32, np.float64]
+
+
+def tolerances(dtype):
+    """(rtol, atol) by dtype, as style.md says."""
+    return (1e-4, 1e-6) if dtype == np.float32 else (1e-10, 1e-12)
+
+
+def assert_close(actual, expected, dtype):
+    """Compare with dtype tolerances; atol is scaled by the result's magnitude so that float32
+    rounding in large relevances does not count as a failure."""
+    rtol, atol = tolerances(dtype)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol * scale)
+
+
+def random_mlp(rng, sizes, activation=fl.ReLU, bias=True, softmax=True, dtype=np.float64):
+    """A Sequential MLP with He-scaled random weights, cast to dtype's precision."""
+    layers = []
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = (rng.normal(size=(o, i)) * np.sqrt(2.0 / i)).astype(dtype)
+        b = (rng.normal(size=o) * 0.1).astype(dtype) if bias else None
+        layers.append(fl.Dense(w, b))
+        if k < len(sizes) - 2:
+            layers.append(activation())
+    if softmax:
+        layers.append(fl.Softmax())
+    return fl.Sequential(layers)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    yield
+    fl.set_num_threads(None)
