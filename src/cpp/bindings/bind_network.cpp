@@ -95,7 +95,7 @@ void bind_for(py::module_& m, const char* name) {
             std::optional<ConstMatrixMap<T>> s;
             if (targets) {
               if (targets->size() != X.rows()) throw std::invalid_argument("need one target per sample");
-              const Index out = net.skips_last() ? net.layers[net.layers.size() - 2].out : net.out_features();
+              const Index out = net.logits_features();
               for (Index i = 0; i < targets->size(); ++i)
                 if (targets->data()[i] < 0 || targets->data()[i] >= out) throw std::invalid_argument("target out of range");
               t.emplace(targets->data(), targets->size());

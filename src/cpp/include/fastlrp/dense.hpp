@@ -7,9 +7,19 @@
 #include <vector>
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/gemm.hpp"
 #include "fastlrp/rules.hpp"
+#include "fastlrp/workspace.hpp"
 
 namespace fastlrp::kernels {
+
+// S = R / stab(Z) element-wise, 0 where the stabilised denominator is exactly 0.
+template <class T, class RX, class ZX, class SX>
+inline void stabilized_ratio(const RX& R, const ZX& Z, T eps, SX&& S) {
+  const auto z = Z.array();
+  const auto d = (z >= T(0)).select(z + eps, z - eps);
+  S.array() = (d == T(0)).select(T(0), R.array() / d);
+}
 
 template <class T>
 struct Dense {
@@ -79,114 +89,113 @@ struct Dense {
   }
 
   // Z = A W^T + b
-  template <class In, class Out>
-  void forward(const In& A, Out& Z) const {
-    Z.noalias() = A * W.transpose();
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z) const {
+    product_nt<T>(A, W, Z);
     Z.rowwise() += b;
   }
 
-  // R_in from R (relevance at the output), A (input activation), Z (this layer's output).
-  template <class In>
-  void backward(const In& A, const RowMatrix<T>& Z, const RowMatrix<T>& R, RowMatrix<T>& Rin) const {
+  // Rin (n, in) from R (n, out), the input activation A (n, in) and this layer's output Z.
+  void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
+                Workspace& ws) const {
     const Index n = A.rows(), o = out(), i = in();
     const T eps_s = T(kStabilizer);
+    const auto mark = ws.mark();
     switch (rule.kind) {
       case RuleKind::Epsilon: {
-        const T eps = T(rule.epsilon);
-        RowMatrix<T> S(n, o);
-        for (Index r = 0; r < n; ++r)
-          for (Index j = 0; j < o; ++j) S(r, j) = safe_ratio(R(r, j), Z(r, j), eps);
-        Rin.noalias() = S * W;
+        MatrixMap<T> S = ws.matrix<T>(n, o);
+        stabilized_ratio(R, Z, T(rule.epsilon), S);
+        product_nn<T>(S, W, Rin, ws);
         Rin.array() *= A.array();
-        return;
+        break;
       }
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
-      case RuleKind::Gamma: {
-        two_weight_backward(A, Z, R, Rin);
-        return;
-      }
+      case RuleKind::Gamma:
+        two_weight_backward(A, Z, R, Rin, ws);
+        break;
       case RuleKind::ZBox: {
-        RowMatrix<T> S(n, o);
-        S.noalias() = A * W.transpose();
+        MatrixMap<T> S = ws.matrix<T>(n, o);
+        product_nt<T>(A, W, S);
         S.rowwise() -= zbox_shift;
-        for (Index r = 0; r < n; ++r)
-          for (Index j = 0; j < o; ++j) S(r, j) = safe_ratio(R(r, j), S(r, j), eps_s);
-        RowMatrix<T> G(n, 3 * i);
-        G.noalias() = S * Wcat;
+        stabilized_ratio(R, S, eps_s, S);
+        MatrixMap<T> G = ws.matrix<T>(n, 3 * i);
+        product_nn<T>(S, Wcat, G, ws);
         Rin = A.array() * G.leftCols(i).array();
         Rin.array() -= G.middleCols(i, i).array().rowwise() * low.array();
         Rin.array() -= G.rightCols(i).array().rowwise() * high.array();
-        return;
+        break;
       }
       case RuleKind::WSquare: {
-        RowMatrix<T> S(n, o);
-        for (Index r = 0; r < n; ++r)
-          for (Index j = 0; j < o; ++j) S(r, j) = safe_ratio(R(r, j), wsq_den(j), eps_s);
-        Rin.noalias() = S * Wcat;
-        return;
+        MatrixMap<T> S = ws.matrix<T>(n, o);
+        stabilized_ratio(R, wsq_den.replicate(n, 1), eps_s, S);
+        product_nn<T>(S, Wcat, Rin, ws);
+        break;
       }
       case RuleKind::Flat: {
         // every input is connected to every output: z_j = in, so R_i = sum_j R_j / stab(in)
         const T den = stabilize(T(i), eps_s);
-        Rin.resize(n, i);
         for (Index r = 0; r < n; ++r) Rin.row(r).setConstant(R.row(r).sum() / den);
-        return;
+        break;
       }
       case RuleKind::Pass:
         throw std::invalid_argument("Pass cannot be applied to a Dense layer");
     }
+    ws.release(mark);
   }
 
  private:
-  template <class In>
-  void two_weight_backward(const In& A, const RowMatrix<T>& Z, const RowMatrix<T>& R, RowMatrix<T>& Rin) const {
+  void two_weight_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
+                           MatrixMap<T>& Rin, Workspace& ws) const {
     const Index n = A.rows(), o = out(), i = in();
     const T eps_s = T(kStabilizer);
     const bool second = needs_second_term();
     const Index nz = second ? 2 * o : o;
     // Inputs after a ReLU have no negative entries: then a^- = 0 and half the products vanish.
     const bool signed_input = n > 0 && A.minCoeff() < T(0);
-    RowMatrix<T> Acat;
-    RowMatrix<T> S(n, nz);
+    MatrixMap<T> S = ws.matrix<T>(n, nz);
+    MatrixMap<T> Acat = ws.matrix<T>(signed_input ? n : 0, 2 * i);
     if (signed_input) {
-      Acat.resize(n, 2 * i);
       Acat.leftCols(i) = A.cwiseMax(T(0));
       Acat.rightCols(i) = A.cwiseMin(T(0));
-      S.noalias() = Acat * UVVU.topRows(nz).transpose();
+      product_nt<T>(Acat, UVVU.topRows(nz), S);
     } else {
-      S.noalias() = A * UV.topRows(nz).transpose();
+      product_nt<T>(A, UV.topRows(nz), S);
     }
+    auto S1 = S.leftCols(o);
     switch (rule.kind) {
       case RuleKind::ZPlus:
-        for (Index r = 0; r < n; ++r)
-          for (Index j = 0; j < o; ++j) S(r, j) = safe_ratio(R(r, j), S(r, j) + bu(j), eps_s);
+        S1.rowwise() += bu;
+        stabilized_ratio(R, S1, eps_s, S1);
         break;
       case RuleKind::AlphaBeta: {
-        const T alpha = T(rule.alpha), beta = T(rule.beta);
-        for (Index r = 0; r < n; ++r)
-          for (Index j = 0; j < o; ++j) {
-            S(r, j) = alpha * safe_ratio(R(r, j), S(r, j) + bu(j), eps_s);
-            if (second) S(r, o + j) = -beta * safe_ratio(R(r, j), S(r, o + j) + bv(j), eps_s);
-          }
+        S1.rowwise() += bu;
+        stabilized_ratio(R, S1, eps_s, S1);
+        S1 *= T(rule.alpha);
+        if (second) {
+          auto S2 = S.rightCols(o);
+          S2.rowwise() += bv;
+          stabilized_ratio(R, S2, eps_s, S2);
+          S2 *= -T(rule.beta);
+        }
         break;
       }
       default: {  // Gamma: the sign of the original pre-activation picks the variant
-        for (Index r = 0; r < n; ++r)
-          for (Index j = 0; j < o; ++j) {
-            const T z = Z(r, j);
-            S(r, j) = z > T(0) ? safe_ratio(R(r, j), S(r, j) + bu(j), eps_s) : T(0);
-            S(r, o + j) = z < T(0) ? safe_ratio(R(r, j), S(r, o + j) + bv(j), eps_s) : T(0);
-          }
+        auto S2 = S.rightCols(o);
+        S1.rowwise() += bu;
+        S2.rowwise() += bv;
+        stabilized_ratio(R, S1, eps_s, S1);
+        stabilized_ratio(R, S2, eps_s, S2);
+        S1.array() = (Z.array() > T(0)).select(S1.array(), T(0));
+        S2.array() = (Z.array() < T(0)).select(S2.array(), T(0));
         break;
       }
     }
     if (signed_input) {
-      RowMatrix<T> G(n, 2 * i);
-      G.noalias() = S * UVVU.topRows(nz);
+      MatrixMap<T> G = ws.matrix<T>(n, 2 * i);
+      product_nn<T>(S, UVVU.topRows(nz), G, ws);
       Rin = Acat.leftCols(i).array() * G.leftCols(i).array() + Acat.rightCols(i).array() * G.rightCols(i).array();
     } else {
-      Rin.noalias() = S * UV.topRows(nz);
+      product_nn<T>(S, UV.topRows(nz), Rin, ws);
       Rin.array() *= A.array();
     }
   }

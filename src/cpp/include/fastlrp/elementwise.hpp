@@ -24,8 +24,8 @@ inline bool is_output_nonlinearity(Activation a) {
   return a == Activation::Softmax || a == Activation::LogSoftmax || a == Activation::Sigmoid;
 }
 
-template <class T, class In>
-void activation_forward(Activation kind, T param, const In& A, RowMatrix<T>& Y) {
+template <class T>
+void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, MatrixMap<T> Y) {
   switch (kind) {
     case Activation::Identity: Y = A; return;
     case Activation::ReLU: Y = A.cwiseMax(T(0)); return;
@@ -47,7 +47,6 @@ void activation_forward(Activation kind, T param, const In& A, RowMatrix<T>& Y) 
     }
     case Activation::Softmax:
     case Activation::LogSoftmax: {
-      Y.resize(A.rows(), A.cols());
       for (Index r = 0; r < A.rows(); ++r) {
         const T m = A.row(r).maxCoeff();
         const RowVector<T> shifted = A.row(r).array() - m;
@@ -68,20 +67,17 @@ struct Affine {
   RowVector<T> scale, shift;
   RuleParams rule;  // Epsilon (as a diagonal linear map) or Pass
 
-  template <class In>
-  void forward(const In& A, RowMatrix<T>& Y) const {
-    Y = A.array().rowwise() * scale.array();
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y) const {
+    Y.array() = A.array().rowwise() * scale.array();
     Y.rowwise() += shift;
   }
 
-  template <class In>
-  void backward(const In& A, const RowMatrix<T>& Z, const RowMatrix<T>& R, RowMatrix<T>& Rin) const {
+  void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin) const {
     if (rule.kind == RuleKind::Pass) {
       Rin = R;
       return;
     }
     const T eps = T(rule.epsilon);
-    Rin.resize(R.rows(), R.cols());
     for (Index r = 0; r < R.rows(); ++r)
       for (Index j = 0; j < R.cols(); ++j) Rin(r, j) = A(r, j) * scale(j) * safe_ratio(R(r, j), Z(r, j), eps);
   }

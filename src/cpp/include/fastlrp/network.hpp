@@ -5,6 +5,7 @@
 // the whole network on its chunk: no synchronisation between layers, weights shared read-only.
 #pragma once
 
+#include <algorithm>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "fastlrp/common.hpp"
 #include "fastlrp/dense.hpp"
 #include "fastlrp/elementwise.hpp"
+#include "fastlrp/workspace.hpp"
 
 namespace fastlrp::kernels {
 
@@ -27,22 +29,21 @@ struct Layer {
   Activation act = Activation::Identity;
   T act_param = T(0);
 
-  template <class In>
-  void forward(const In& A, RowMatrix<T>& Y) const {
+  // Identity-like layers share their input's buffer instead of copying it.
+  bool is_identity() const { return kind == LayerKind::Activation && act == Activation::Identity; }
+
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y) const {
     switch (kind) {
-      case LayerKind::Dense:
-        Y.resize(A.rows(), out);
-        dense.forward(A, Y);
-        return;
+      case LayerKind::Dense: dense.forward(A, Y); return;
       case LayerKind::Affine: affine.forward(A, Y); return;
       case LayerKind::Activation: activation_forward<T>(act, act_param, A, Y); return;
     }
   }
 
-  template <class In>
-  void backward(const In& A, const RowMatrix<T>& Z, const RowMatrix<T>& R, RowMatrix<T>& Rin) const {
+  void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
+                Workspace& ws) const {
     switch (kind) {
-      case LayerKind::Dense: dense.backward(A, Z, R, Rin); return;
+      case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws); return;
       case LayerKind::Affine: affine.backward(A, Z, R, Rin); return;
       case LayerKind::Activation: Rin = R; return;  // Pass
     }
@@ -59,6 +60,13 @@ struct Explanation {
   Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1> targets;  // class per sample (empty: seeded)
 };
 
+using TargetMap = Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>;
+
+template <class T>
+MatrixMap<T> rows_of(RowMatrix<T>& M, Index r0, Index n) {
+  return MatrixMap<T>(M.data() + r0 * M.cols(), n, M.cols());
+}
+
 template <class T>
 class Network {
  public:
@@ -71,6 +79,9 @@ class Network {
   bool skips_last() const {
     return !layers.empty() && layers.back().kind == LayerKind::Activation && is_output_nonlinearity(layers.back().act);
   }
+  Index forward_layers() const { return static_cast<Index>(layers.size()) - (skips_last() ? 1 : 0); }
+  // Width of the logits: the output before a skipped nonlinearity.
+  Index logits_features() const { return skips_last() ? layers.back().in : out_features(); }
 
   void add_dense(RowMatrix<T> W, RowVector<T> b, RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
     Layer<T> l;
@@ -108,24 +119,24 @@ class Network {
     check_input(X);
     RowMatrix<T> Y(X.rows(), out_features());
     parallel_chunks(X.rows(), [&](Index r0, Index n) {
-      RowMatrix<T> a = X.middleRows(r0, n), next;
-      for (const auto& l : layers) {
-        l.forward(a, next);
-        a.swap(next);
-      }
-      Y.middleRows(r0, n) = a;
+      Workspace& ws = thread_workspace();
+      ws.reset();
+      std::vector<ConstMatrixMap<T>> acts;
+      acts.reserve(layers.size() + 1);
+      acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
+      run_forward(acts, layers.size(), ws, &Y, r0);
+      ws.trim();
     });
     return Y;
   }
 
-  // mode: targets given (one per sample), or start relevance given (N, out), or neither
-  // (the predicted class).
-  Explanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>>& targets,
+  // Forward pass and LRP. targets: one class per sample; start: the start relevance (N, out);
+  // neither: the predicted class.
+  Explanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
                          const std::optional<ConstMatrixMap<T>>& start, bool layerwise) const {
     check_input(X);
-    const Index N = X.rows(), L = static_cast<Index>(layers.size());
-    const Index Lf = skips_last() ? L - 1 : L;  // layers run forward before the start
-    const Index out = layers[Lf - 1 >= 0 ? Lf - 1 : 0].out;
+    const Index N = X.rows(), L = static_cast<Index>(layers.size()), Lf = forward_layers();
+    const Index out = logits_features();
     if (start) check_finite(*start, "start relevance");
     Explanation<T> e;
     e.relevance.resize(N, in_features());
@@ -137,17 +148,34 @@ class Network {
       for (Index k = 0; k < L; ++k) e.layers[k].resize(N, layers[k].in);
       e.layers[L].resize(N, out);
     }
+    Index max_width = out;
+    for (const auto& l : layers) max_width = std::max(max_width, l.in);
+
     parallel_chunks(N, [&](Index r0, Index n) {
-      std::vector<RowMatrix<T>> acts(Lf + 1);
-      acts[0] = X.middleRows(r0, n);
-      for (Index k = 0; k < Lf; ++k) layers[k].forward(acts[k], acts[k + 1]);
-      const RowMatrix<T>& logits = acts[Lf];
-      e.output.middleRows(r0, n) = logits;
-      RowMatrix<T> R;
+      Workspace& ws = thread_workspace();
+      ws.reset();
+      std::vector<ConstMatrixMap<T>> acts;
+      acts.reserve(Lf + 1);
+      acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
+      run_forward(acts, Lf, ws, nullptr, 0);
+      const ConstMatrixMap<T>& logits = acts[Lf];
+      rows_of(e.output, r0, n) = logits;
+
+      // Relevance buffers: with layerwise the result arrays themselves, else two ping-pong
+      // buffers of the widest layer.
+      T* ping = ws.take<T>(n * max_width);
+      T* pong = ws.take<T>(n * max_width);
+      auto buffer = [&](Index k, T* scratch) -> MatrixMap<T> {
+        if (k == 0) return rows_of(e.relevance, r0, n);
+        if (layerwise) return rows_of(e.layers[k], r0, n);
+        return MatrixMap<T>(scratch, n, k < L ? layers[k].in : out);
+      };
+
+      MatrixMap<T> R = buffer(Lf, ping);
       if (start) {
         R = start->middleRows(r0, n);
       } else {
-        R = RowMatrix<T>::Zero(n, out);
+        R.setZero();
         for (Index r = 0; r < n; ++r) {
           Index t;
           if (targets) {
@@ -161,21 +189,38 @@ class Network {
       }
       for (Index k = L; k >= Lf; --k) {  // the start, and a skipped output nonlinearity
         e.conservation.col(k).segment(r0, n) = R.rowwise().sum();
-        if (layerwise) e.layers[k].middleRows(r0, n) = R;
+        if (layerwise && k != Lf) rows_of(e.layers[k], r0, n) = R;
       }
-      RowMatrix<T> Rin;
       for (Index k = Lf - 1; k >= 0; --k) {
-        layers[k].backward(acts[k], acts[k + 1], R, Rin);
-        R.swap(Rin);
+        MatrixMap<T> Rin = buffer(k, R.data() == ping ? pong : ping);
+        layers[k].backward(acts[k], acts[k + 1], ConstMatrixMap<T>(R.data(), n, R.cols()), Rin, ws);
+        new (&R) MatrixMap<T>(Rin.data(), n, Rin.cols());
         e.conservation.col(k).segment(r0, n) = R.rowwise().sum();
-        if (layerwise) e.layers[k].middleRows(r0, n) = R;
       }
-      e.relevance.middleRows(r0, n) = R;
+      if (layerwise) rows_of(e.layers[0], r0, n) = R;
+      ws.trim();
     });
     return e;
   }
 
  private:
+  // Runs layers [0, count) on acts[0], appending each output to acts; with Y, the last output
+  // is written there instead of to scratch.
+  void run_forward(std::vector<ConstMatrixMap<T>>& acts, std::size_t count, Workspace& ws, RowMatrix<T>* Y, Index r0) const {
+    const Index n = acts[0].rows();
+    for (std::size_t k = 0; k < count; ++k) {
+      const Layer<T>& l = layers[k];
+      if (l.is_identity()) {
+        acts.push_back(acts.back());
+        continue;
+      }
+      MatrixMap<T> out = (Y && k + 1 == count) ? rows_of(*Y, r0, n) : ws.matrix<T>(n, l.out);
+      l.forward(acts.back(), out);
+      acts.emplace_back(out.data(), n, l.out);
+    }
+    if (Y && (count == 0 || layers[count - 1].is_identity())) rows_of(*Y, r0, n) = acts.back();
+  }
+
   void push(Layer<T> l) {
     if (!layers.empty() && layers.back().out != l.in)
       throw std::invalid_argument("layer " + std::to_string(layers.size()) + " takes " + std::to_string(l.in) +
