@@ -81,6 +81,16 @@ def test_noncontiguous_and_fortran_inputs(rng):
         np.testing.assert_array_equal(model.forward(x), model.forward(np.ascontiguousarray(x)))
 
 
+def test_fortran_ordered_weights(rng):
+    w = rng.normal(size=(4, 6))
+    model = fl.Sequential([fl.Dense(np.asfortranarray(w)), fl.ReLU(), fl.Dense(rng.normal(size=(3, 4)).T.copy().T)])
+    x = rng.normal(size=(2, 6))
+    np.testing.assert_allclose(model.forward(x), reference.forward(model.layers, x), rtol=1e-12)
+    np.testing.assert_allclose(fl.LRP(model, rules.ZPlus())(x.astype(np.float32)).relevance,
+                               reference.lrp(model.layers, [rules.ZPlus(), rules.Pass(), rules.ZPlus()], x)[0],
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_empty_batch(rng):
     model = random_mlp(rng, [5, 7, 3])
     e = fl.LRP(model, "epsilon_plus")(np.zeros((0, 5)), layerwise=True)

@@ -25,7 +25,7 @@ def as_param_array(value, name: str, ndim: int | None = None) -> np.ndarray:
         raise TypeError(f"{name}: expected an array of real numbers, got {_describe(value)}") from exc
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if not np.isfinite(arr).all():

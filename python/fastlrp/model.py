@@ -195,6 +195,10 @@ def build_network(layers, dtype, width, rules=None):
 
     net = core.Network_float64() if dtype is np.float64 else core.Network_float32()
     empty = np.zeros(0, dtype=dtype)
+
+    def c(a):  # the kernels take C-contiguous arrays of the network's dtype
+        return np.ascontiguousarray(a, dtype=dtype)
+
     for k, layer in enumerate(layers):
         rule = rules[k] if rules is not None else None
         if isinstance(layer, L.Dense):
@@ -202,13 +206,13 @@ def build_network(layers, dtype, width, rules=None):
             low = high = empty
             if isinstance(rule, ZBox):
                 lo, hi = rule.bounds_for((layer.in_features,))
-                low, high = lo.astype(dtype), hi.astype(dtype)
-            net.add_dense(layer.weight.astype(dtype), layer.bias.astype(dtype), rule._kind, *rule._params(), low, high)
+                low, high = c(lo), c(hi)
+            net.add_dense(c(layer.weight), c(layer.bias), rule._kind, *rule._params(), low, high)
         elif isinstance(layer, L._Elementwise):
             net.add_activation(layer._code, layer.param, width)
         elif isinstance(layer, L.BatchNorm1d):
             rule = rule or Pass()
-            net.add_affine(layer.scale.astype(dtype), layer.shift.astype(dtype), rule._kind, rule._params()[0])
+            net.add_affine(c(layer.scale), c(layer.shift), rule._kind, rule._params()[0])
         else:  # pragma: no cover - every layer class is listed above
             raise TypeError(f"layer {k}: {layer!r} is not supported by the C++ core")
         width = layer.output_width(width)
