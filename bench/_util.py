@@ -1,0 +1,97 @@
+"""Shared helpers of the benchmark scripts: timing, peers, markdown tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+import types
+
+import numpy as np
+
+
+def timeit(fn, min_time=0.05, repeats=7, max_calls=None):
+    """Median, min and max seconds per call: a pause, a warm-up, then `repeats` timed rounds of
+    enough calls to last about `min_time` each.
+
+    The pause lets the thread pools of whatever ran before (torch's and fastlrp's OpenMP, which
+    spin for a while when idle) park, so that they do not take a core from the code timed now."""
+    time.sleep(0.25)
+    fn()
+    t = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t, 1e-7)
+    calls = max(1, int(min_time / one))
+    if max_calls:
+        calls = min(calls, max_calls)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t) / calls)
+    return float(np.median(times)), float(min(times)), float(max(times))
+
+
+def import_zennit():
+    """(torch, zennit) or (None, reason). zennit 0.5.1 imports torchvision's ResNet only for a
+    canonizer; without torchvision we give it placeholder modules (peers.md)."""
+    try:
+        import torch
+    except ImportError as exc:
+        return None, f"torch not importable ({exc})"
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        tv = types.ModuleType("torchvision")
+        tv_models = types.ModuleType("torchvision.models")
+        tv_resnet = types.ModuleType("torchvision.models.resnet")
+        tv_resnet.BasicBlock = type("BasicBlock", (torch.nn.Module,), {})
+        tv_resnet.Bottleneck = type("Bottleneck", (torch.nn.Module,), {})
+        tv.models, tv_models.resnet = tv_models, tv_resnet
+        sys.modules.update({"torchvision": tv, "torchvision.models": tv_models, "torchvision.models.resnet": tv_resnet})
+    try:
+        import zennit  # noqa: F401
+        import zennit.attribution  # noqa: F401
+        import zennit.composites  # noqa: F401
+        import zennit.rules  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any failure means: no zennit peer
+        return None, f"zennit not importable ({type(exc).__name__}: {exc})"
+    return (torch, zennit), None
+
+
+def machine() -> str:
+    import fastlrp as fl
+
+    info = fl.build_info()
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS") if k in os.environ}
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}, "
+            f"fastlrp {fl.__version__} (openmp={info['openmp']}, native={info['native']}, simd={info['simd'].split(',')[0]}), "
+            f"env {env or '{}'}")
+
+
+def table(headers, rows) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def rate(n, t):
+    return f"{n / t:,.0f}"
+
+
+def rel_error(a, b) -> float:
+    """||a - b|| / ||b||: robust to the few entries where float32 rounding of a nearly cancelling
+    pre-activation is amplified by the division."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    nb = np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a))
