@@ -101,6 +101,6 @@ def test_modified_weights_prepared_once(mlp, rng):
     lrp = fl.LRP(mlp, "epsilon_alpha2_beta1")
     x = rng.normal(size=(2, 6))
     lrp(x)
-    net = lrp._nets[(np.float64, 6)]
+    net = lrp._nets[(np.float64, (6,))]
     lrp(x)
-    assert lrp._nets[(np.float64, 6)] is net
+    assert lrp._nets[(np.float64, (6,))] is net

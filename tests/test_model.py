@@ -148,7 +148,7 @@ def test_set_num_threads_validation():
 
 
 def test_layers_that_do_not_chain_name_both(rng):
-    with pytest.raises(ValueError, match=r"layer 1 ReLU\(\) gives 8 features but layer 2 Dense\(7 -> 3\) expects 7"):
+    with pytest.raises(ValueError, match=r"layer 0 Dense\(4 -> 8\) gives 8 features but layer 2 Dense\(7 -> 3\) expects 7"):
         fl.Sequential([fl.Dense(np.ones((8, 4))), fl.ReLU(), fl.Dense(np.ones((3, 7)))])
     with pytest.raises(ValueError, match="BatchNorm1d"):
         fl.Sequential([fl.Dense(np.ones((8, 4))), fl.BatchNorm1d(np.zeros(5), np.ones(5))])

@@ -12,8 +12,9 @@ from . import composites, rules
 from ._native import core as _core
 from .composites import ByIndex, ByType, Composite, First
 from .explain import LRP, Explanation
-from .layers import (ELU, SELU, BatchNorm1d, Dense, Dropout, Flatten, Identity, Layer, LeakyReLU,
-                     LogSoftmax, ReLU, Sigmoid, Softmax, Tanh)
+from .layers import (ELU, SELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout,
+                     Flatten, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, SumPool2d,
+                     Tanh)
 from .model import Sequential, fold_batchnorm, load
 
 __version__ = "0.1.0"
@@ -22,7 +23,8 @@ __all__ = [
     "LRP", "Explanation", "Sequential", "fold_batchnorm", "load", "rules", "composites",
     "Composite", "ByType", "ByIndex", "First", "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh",
     "Sigmoid", "ELU", "SELU", "Softmax", "LogSoftmax", "Dropout", "Flatten", "Identity",
-    "BatchNorm1d", "set_num_threads", "get_num_threads", "build_info",
+    "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
+    "set_num_threads", "get_num_threads", "build_info",
 ]
 
 

@@ -104,9 +104,9 @@ def _selector(s):
 
 def default_rule(layer) -> Rule | None:
     """The rule a layer gets when no composite entry reaches it (None: it needs one)."""
-    if isinstance(layer, L._Elementwise):
-        return Pass()
-    if isinstance(layer, L.BatchNorm1d):
+    if isinstance(layer, (L._Elementwise, L.MaxPool2d)):
+        return Pass()  # a MaxPool2d distributes by its mode
+    if isinstance(layer, (L.BatchNorm1d,) + L.LINEAR_POOLS):
         return Epsilon()
     return None
 
@@ -116,6 +116,10 @@ def check_applicable(layer, rule, index: int) -> None:
     if isinstance(layer, L._Elementwise):
         if not isinstance(rule, Pass):
             raise ValueError(f"layer {index} ({layer!r}) is element-wise and takes only Pass, got {rule!r}")
+    elif isinstance(layer, L.MaxPool2d):
+        if not isinstance(rule, Pass):
+            raise ValueError(f"layer {index} ({layer!r}) distributes relevance by its mode ('winner' or 'avg'), "
+                             f"not by a rule; got {rule!r}")
     elif isinstance(layer, L.BatchNorm1d):
         if not isinstance(rule, (Epsilon, Pass)):
             raise ValueError(f"layer {index} ({layer!r}) is an element-wise affine map and takes Epsilon or Pass, got {rule!r}")

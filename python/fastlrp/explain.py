@@ -9,8 +9,7 @@ import numpy as np
 
 from . import composites as C
 from . import layers as L
-from ._checks import as_batch
-from .model import Sequential, build_network
+from .model import Sequential, build_network, from_internal, image_vector, to_internal
 from .rules import ZBox
 
 __all__ = ["LRP", "Explanation"]
@@ -74,11 +73,17 @@ class LRP:
         self._nets = {}
         self._skip = isinstance(model.layers[-1], L.OUTPUT_NONLINEARITIES)
 
-    def _network(self, dtype, width):
-        key = (dtype, width)
+    def _network(self, dtype, shapes):
+        key = (dtype, shapes[0])
         net = self._nets.get(key)
         if net is None:
-            net = self._nets[key] = build_network(self.model.layers, dtype, width, self.rules)
+            for k, (layer, rule) in enumerate(zip(self.model.layers, self.rules)):
+                if isinstance(rule, ZBox):
+                    try:
+                        rule.bounds_for(shapes[k])
+                    except ValueError as exc:
+                        raise ValueError(f"layer {k} ({layer!r}): {exc}") from None
+            net = self._nets[key] = build_network(self.model.layers, dtype, shapes, self.rules)
         return net
 
     def __repr__(self) -> str:
@@ -102,33 +107,55 @@ class LRP:
         layerwise : bool
             Also return the relevance at every layer boundary.
         """
-        x = as_batch(x, self.model.in_features)
-        net = self._network(x.dtype.type, x.shape[1])
-        targets, start = self._target(target, x.shape[0], net, x.dtype)
-        rel, out, cons, layers, used = net.explain(x, targets, start, bool(layerwise))
-        return Explanation(relevance=rel, output=out, layers=layers, conservation=cons, targets=used)
+        x = self.model._as_input(x)
+        shapes = self.model.shapes(x.shape[1:])
+        net = self._network(x.dtype.type, shapes)
+        logits_shape = shapes[-2] if self._skip else shapes[-1]
+        targets, start = self._target(target, x.shape[0], logits_shape, x.dtype)
+        rel, out, cons, layers, used = net.explain(to_internal(x), targets, start, bool(layerwise))
+        if layers is not None:
+            layers = [from_internal(a, s) for a, s in zip(layers, shapes[:-1] + [logits_shape])]
+        rel = from_internal(rel, shapes[0])
+        if used is not None and len(logits_shape) == 3:
+            used = _index_order(used, logits_shape, to_nchw=True)
+        return Explanation(relevance=rel, output=from_internal(out, logits_shape), layers=layers,
+                           conservation=cons, targets=used)
 
-    def _target(self, target, n, net, dtype):
-        n_out = self.model.out_features if self.model.out_features is not None else net.out_features
+    def _target(self, target, n, logits_shape, dtype):
         if target is None:
             return None, None
+        n_out = int(np.prod(logits_shape))
+        spatial = len(logits_shape) == 3
         if isinstance(target, (bool, np.bool_)):
             raise TypeError(f"target: expected None, an int, N ints or an array of shape (N, {n_out}), got a bool")
         if isinstance(target, numbers.Integral):
             t = int(target)
             if not 0 <= t < n_out:
                 raise ValueError(f"target: expected a class index in [0, {n_out}), got {t}")
-            return np.full(n, t, dtype=np.int64), None
+            t = np.full(n, t, dtype=np.int64)
+            return (_index_order(t, logits_shape, to_nchw=False) if spatial else t), None
         arr = np.asarray(target)
         if arr.ndim == 1 and arr.dtype.kind in "iu":
             if arr.shape[0] != n:
                 raise ValueError(f"target: expected {n} class indices (one per sample), got {arr.shape[0]}")
             if n and (arr.min() < 0 or arr.max() >= n_out):
                 raise ValueError(f"target: expected class indices in [0, {n_out}), got values from {arr.min()} to {arr.max()}")
-            return np.ascontiguousarray(arr, dtype=np.int64), None
-        if arr.dtype.kind in "fiu" and arr.ndim == 2:
-            if arr.shape != (n, n_out):
-                raise ValueError(f"target: a start relevance must have the output's shape ({n}, {n_out}), got {arr.shape}")
-            return None, np.ascontiguousarray(arr, dtype=dtype)
-        raise ValueError(f"target: expected None, an int, {n} ints or an array of shape ({n}, {n_out}), "
+            t = np.ascontiguousarray(arr, dtype=np.int64)
+            return (_index_order(t, logits_shape, to_nchw=False) if spatial else t), None
+        full = (n,) + tuple(logits_shape)
+        if arr.dtype.kind in "fiu" and arr.ndim == len(full):
+            if arr.shape != full:
+                raise ValueError(f"target: a start relevance must have the output's shape {full}, got {arr.shape}")
+            return None, to_internal(np.asarray(arr, dtype=dtype))
+        raise ValueError(f"target: expected None, an int, {n} ints or an array of shape {full}, "
                          f"got shape {arr.shape} and dtype {arr.dtype}")
+
+
+def _index_order(idx, shape, to_nchw: bool):
+    """Flat indices into a (C, H, W) output, between NCHW order and the core's NHWC order."""
+    c, h, w = shape
+    if to_nchw:
+        pix, ch = np.divmod(idx, c)
+        return ch * (h * w) + pix
+    ch, pix = np.divmod(idx, h * w)
+    return pix * c + ch

@@ -12,17 +12,27 @@ from ._checks import as_param_array, check_real_scalar
 
 __all__ = [
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "SELU", "Softmax",
-    "LogSoftmax", "Dropout", "Flatten", "Identity", "BatchNorm1d",
+    "LogSoftmax", "Dropout", "Flatten", "Identity", "BatchNorm1d", "BatchNorm2d", "Conv2d",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
 ]
 
 
 class Layer:
-    """Base class. ``in_features`` is ``None`` for layers that take any width."""
+    """Base class. Shapes are per sample: ``(features,)`` or ``(C, H, W)``.
+
+    ``in_features`` is ``None`` for layers that take any width.
+    """
 
     in_features: int | None = None
 
     def output_width(self, width: int) -> int:
         return width
+
+    def output_shape(self, shape: tuple) -> tuple:
+        """The output shape for an input of ``shape``; raises ValueError when it does not fit."""
+        if self.in_features is not None and (len(shape) != 1 or shape[0] != self.in_features):
+            raise ValueError(f"expects ({self.in_features},) features per sample, got input of shape {shape}")
+        return (self.output_width(shape[0]),) if len(shape) == 1 else shape
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -74,8 +84,12 @@ class Identity(_Elementwise):
 
 
 class Flatten(_Elementwise):
-    """Flattens all but the batch axis; on a flat (N, features) input it changes nothing."""
+    """Flattens all but the batch axis in NCHW order (so a torch model's next Dense applies);
+    on a flat (N, features) input it changes nothing."""
     _code = 0
+
+    def output_shape(self, shape: tuple) -> tuple:
+        return (int(np.prod(shape)),)
 
 
 class Dropout(_Elementwise):
@@ -167,6 +181,11 @@ class BatchNorm1d(Layer):
     def output_width(self, width: int) -> int:
         return self.in_features
 
+    def output_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 1 or shape[0] != self.in_features:
+            raise ValueError(f"expects ({self.in_features},) features per sample, got input of shape {shape}")
+        return shape
+
     @property
     def scale(self) -> np.ndarray:
         return self.weight / np.sqrt(self.var + self.eps)
@@ -179,6 +198,178 @@ class BatchNorm1d(Layer):
         return f"BatchNorm1d({self.in_features})"
 
 
-#: layer types that the presets treat as "Dense" and as "Conv2d" (the conv issue adds Conv2d)
+
+class BatchNorm2d(BatchNorm1d):
+    """Per-channel inference-time batch normalisation of (C, H, W) inputs.
+
+    Directly after a :class:`Conv2d` it is folded into that layer when the model is built.
+    """
+
+    @property
+    def num_features(self) -> int:
+        return self.mean.shape[0]
+
+    in_features = None  # takes any H, W
+
+    def output_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 3 or shape[0] != self.num_features:
+            raise ValueError(f"expects (C={self.num_features}, H, W) inputs, got input of shape {shape}")
+        return shape
+
+    def __repr__(self) -> str:
+        return f"BatchNorm2d({self.num_features})"
+
+
+def _pair(value, name: str, minimum: int) -> tuple:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    value = (int(value[0]), int(value[1]))
+    if min(value) < minimum:
+        raise ValueError(f"{name}: expected values >= {minimum}, got {value}")
+    return value
+
+
+def _window_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+class Conv2d(Layer):
+    """A 2-D convolution (cross-correlation) with zero padding, as ``torch.nn.Conv2d``.
+
+    Parameters
+    ----------
+    weight : array (out_channels, in_channels, kh, kw)
+    bias : array (out_channels,), optional
+    stride, padding, dilation : int or (int, int)
+    """
+
+    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1):
+        self.weight = as_param_array(weight, "Conv2d weight", ndim=4)
+        if 0 in self.weight.shape:
+            raise ValueError(f"Conv2d weight: expected a non-empty (out, in, kh, kw) array, got shape {self.weight.shape}")
+        out_c = self.weight.shape[0]
+        self.bias = as_param_array(np.zeros(out_c) if bias is None else bias, "Conv2d bias", ndim=1)
+        if self.bias.shape != (out_c,):
+            raise ValueError(f"Conv2d bias: expected shape ({out_c},) to match weight {self.weight.shape}, got {self.bias.shape}")
+        self.stride = _pair(stride, "Conv2d stride", 1)
+        self.padding = _pair(padding, "Conv2d padding", 0)
+        self.dilation = _pair(dilation, "Conv2d dilation", 1)
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def kernel_size(self) -> tuple:
+        return self.weight.shape[2], self.weight.shape[3]
+
+    def output_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 3:
+            raise ValueError(f"expects (C={self.in_channels}, H, W) images, got input of shape {shape}")
+        c, h, w = shape
+        if c != self.in_channels:
+            hint = " (an NHWC input? fastlrp takes NCHW)" if w == self.in_channels else ""
+            raise ValueError(f"expects {self.in_channels} input channels, got {c} (input shape {shape}){hint}")
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        if eh > h + 2 * ph or ew > w + 2 * pw:
+            raise ValueError(f"kernel {kh}x{kw} (dilation {dh}x{dw}, extent {eh}x{ew}) is larger than the padded "
+                             f"input {h + 2 * ph}x{w + 2 * pw}")
+        return (self.out_channels, _window_out(h, kh, sh, ph, dh), _window_out(w, kw, sw, pw, dw))
+
+    def __repr__(self) -> str:
+        kh, kw = self.kernel_size
+        extra = "".join(f", {n}={v}" for n, v, d in (("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
+                                                     ("dilation", self.dilation, (1, 1))) if v != d)
+        return f"Conv2d({self.in_channels} -> {self.out_channels}, {kh}x{kw}{extra})"
+
+
+class _Pool(Layer):
+    """Base of the pooling layers: windows over each channel of (C, H, W) inputs."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{name} kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, f"{name} stride", 1)
+        self.padding = _pair(padding, f"{name} padding", 0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
+
+    def output_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 3:
+            raise ValueError(f"expects (C, H, W) images, got input of shape {shape}")
+        c, h, w = shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if kh > h + 2 * ph or kw > w + 2 * pw:
+            raise ValueError(f"kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw}")
+        return (c, _window_out(h, kh, sh, ph), _window_out(w, kw, sw, pw))
+
+    def __repr__(self) -> str:
+        extra = "" if self.stride == self.kernel_size else f", stride={self.stride}"
+        extra += "" if self.padding == (0, 0) else f", padding={self.padding}"
+        return f"{type(self).__name__}({self.kernel_size[0]}x{self.kernel_size[1]}{extra})"
+
+
+class MaxPool2d(_Pool):
+    """Max pooling. ``mode="winner"``: each window's relevance goes to its maximum (ties split
+    evenly); ``mode="avg"``: in proportion to the window's activations."""
+
+    _kind = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0, mode: str = "winner"):
+        super().__init__(kernel_size, stride, padding)
+        if mode not in ("winner", "avg"):
+            raise ValueError(f"MaxPool2d mode: expected 'winner' or 'avg', got {mode!r}")
+        self.mode = mode
+
+    def __repr__(self) -> str:
+        r = super().__repr__()
+        return r if self.mode == "winner" else r[:-1] + ", mode='avg')"
+
+
+class AvgPool2d(_Pool):
+    """Average pooling (torch's ``count_include_pad`` meaning); a fixed-weight linear map for LRP."""
+
+    _kind = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+
+class SumPool2d(_Pool):
+    """The numpy LRP toolbox's sum pooling: the window sum times ``1/sqrt(kh*kw)``."""
+
+    _kind = 1
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average pooling to a fixed output size (torch's window boundaries)."""
+
+    _kind = 3
+    stride = padding = (1, 1)
+
+    def __init__(self, output_size):
+        self.output_size = _pair(output_size, "AdaptiveAvgPool2d output_size", 1)
+
+    def output_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 3:
+            raise ValueError(f"expects (C, H, W) images, got input of shape {shape}")
+        return (shape[0],) + self.output_size
+
+    def __repr__(self) -> str:
+        return f"AdaptiveAvgPool2d({self.output_size[0]}x{self.output_size[1]})"
+
+
+#: layer types that the presets treat as "Dense" and as "Conv2d"
 DENSE_LAYERS: tuple = (Dense,)
-CONV_LAYERS: tuple = ()
+CONV_LAYERS: tuple = (Conv2d,)
+#: fixed-weight linear pools (rule Epsilon by default, any rule allowed)
+LINEAR_POOLS: tuple = (AvgPool2d, SumPool2d, AdaptiveAvgPool2d)

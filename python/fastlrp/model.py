@@ -8,14 +8,15 @@ import os
 import numpy as np
 
 from . import layers as L
-from ._checks import as_batch
+from ._checks import as_batch, as_real_array
 from ._native import core
 
 __all__ = ["Sequential", "fold_batchnorm", "load"]
 
 
 def fold_batchnorm(layers) -> "Sequential":
-    """A model with every BatchNorm1d that directly follows a Dense folded into it.
+    """A model with every BatchNorm1d directly after a Dense, and every BatchNorm2d directly
+    after a Conv2d, folded into that layer.
 
     ``scale = weight / sqrt(var + eps)``, ``W' = W * scale`` (per output),
     ``b' = (b - mean) * scale + bias``. Computed in float64; the forward output is unchanged.
@@ -29,19 +30,32 @@ def _fold(layers):
     out = []
     for layer in layers:
         prev = out[-1] if out else None
-        if isinstance(layer, L.BatchNorm1d) and isinstance(prev, L.Dense) and prev.out_features == layer.in_features:
-            scale = layer.scale
-            out[-1] = L.Dense(prev.weight * scale[:, None], (prev.bias - layer.mean) * scale + layer.bias)
-        else:
-            out.append(layer)
+        if isinstance(layer, L.BatchNorm2d):
+            if isinstance(prev, L.Conv2d) and prev.out_channels == layer.num_features:
+                scale = layer.scale.astype(np.float64)
+                w = prev.weight.astype(np.float64) * scale[:, None, None, None]
+                b = (prev.bias.astype(np.float64) - layer.mean) * scale + layer.bias
+                out[-1] = L.Conv2d(w, b, prev.stride, prev.padding, prev.dilation)
+                continue
+        elif isinstance(layer, L.BatchNorm1d) and isinstance(prev, L.Dense) and prev.out_features == layer.in_features:
+            scale = layer.scale.astype(np.float64)
+            out[-1] = L.Dense(prev.weight.astype(np.float64) * scale[:, None],
+                              (prev.bias.astype(np.float64) - layer.mean) * scale + layer.bias)
+            continue
+        out.append(layer)
     return out
+
+
+_SPATIAL = (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.BatchNorm2d)
 
 
 class Sequential:
     """A chain of layers, run by the C++ core.
 
-    BatchNorm1d layers that directly follow a Dense are folded into it here, so
-    ``model.layers`` lists the layers that actually run (and that composites index).
+    BatchNorm layers that directly follow a Dense (BatchNorm1d) or a Conv2d (BatchNorm2d) are
+    folded into it here, so ``model.layers`` lists the layers that actually run (and that
+    composites index). Inputs are (N, features) or, for a model that starts with image
+    layers, NCHW (N, C, H, W).
 
     Parameters
     ----------
@@ -61,35 +75,113 @@ class Sequential:
             if not isinstance(layer, L.Layer):
                 raise TypeError(f"Sequential: layer {k} is {layer!r}; expected a fastlrp layer (fastlrp.Dense, fastlrp.ReLU, ...)")
         self.layers = _fold(layers)
-        self._widths = self._chain(self.layers)
+        self._check_chain()
         self._nets = {}
+        self._shapes = {}
+        self._takes_images = self._first_kind() == "image"
+        self._in_features = self._find_in_features()
 
-    @staticmethod
-    def _chain(layers):
-        """Feature width at every boundary (None where no layer fixes it); checks the chain."""
-        widths = [None] * (len(layers) + 1)
-        for k, layer in enumerate(layers):
-            if layer.in_features is not None:
-                w = widths[k]
-                if w is not None and w != layer.in_features:
-                    raise ValueError(
-                        f"layers do not chain: layer {k - 1} {layers[k - 1]!r} gives {w} features "
-                        f"but layer {k} {layer!r} expects {layer.in_features}")
-                # a width-less prefix (element-wise layers) takes this width too
-                for j in range(k + 1):
-                    if widths[j] is None:
-                        widths[j] = layer.in_features
-            widths[k + 1] = None if widths[k] is None else layer.output_width(widths[k])
-        return widths
+    def _check_chain(self):
+        """Checks what can be checked without the input's spatial size: feature counts between
+        Dense/BatchNorm1d layers, channel counts between image layers."""
+        kind, size, where = None, None, None  # ("flat"|"image", features|channels or None, layer index)
+        for k, layer in enumerate(self.layers):
+            def fail(expected, got_kind, got):
+                src = f"layer {where} {self.layers[where]!r} gives" if where is not None else "the input gives"
+                raise ValueError(f"layers do not chain: {src} {got} {got_kind} but layer {k} {layer!r} expects {expected}")
+
+            if isinstance(layer, (L.Dense, L.BatchNorm1d)) and not isinstance(layer, L.BatchNorm2d):
+                if kind == "image":
+                    raise ValueError(f"layers do not chain: layer {k} {layer!r} expects flat features but layer "
+                                     f"{where} {self.layers[where]!r} gives images; add a Flatten between them")
+                if kind == "flat" and size is not None and size != layer.in_features:
+                    fail(layer.in_features, "features", size)
+                kind, size, where = "flat", (layer.out_features if isinstance(layer, L.Dense) else layer.in_features), k
+            elif isinstance(layer, (L.Conv2d, L.BatchNorm2d)):
+                need = layer.in_channels if isinstance(layer, L.Conv2d) else layer.num_features
+                if kind == "flat":
+                    raise ValueError(f"layers do not chain: layer {k} {layer!r} expects (C, H, W) images but layer "
+                                     f"{where} {self.layers[where]!r} gives flat features")
+                if kind == "image" and size is not None and size != need:
+                    fail(need, "channels", size)
+                kind, size, where = "image", (layer.out_channels if isinstance(layer, L.Conv2d) else need), k
+            elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
+                if kind == "flat":
+                    raise ValueError(f"layers do not chain: layer {k} {layer!r} expects (C, H, W) images but layer "
+                                     f"{where} {self.layers[where]!r} gives flat features")
+                kind, where = "image", k
+            elif isinstance(layer, L.Flatten):
+                if kind == "image":
+                    kind, size, where = "flat", None, k
+
+    def _first_kind(self):
+        for layer in self.layers:
+            if isinstance(layer, _SPATIAL):
+                return "image"
+            if isinstance(layer, (L.Dense, L.BatchNorm1d, L.Flatten)):
+                return "flat"
+        return None
+
+    @property
+    def takes_images(self) -> bool:
+        """True when the input is NCHW images (the first shape-fixing layer is an image layer)."""
+        return self._takes_images
 
     @property
     def in_features(self) -> int | None:
-        """Input width, or None when no layer fixes it."""
-        return self._widths[0]
+        """Input width of a model on flat features (None for image models or when no layer fixes it)."""
+        return self._in_features
+
+    def _find_in_features(self):
+        for layer in self.layers:
+            if isinstance(layer, (L.Dense, L.BatchNorm1d)) and not isinstance(layer, L.BatchNorm2d):
+                return layer.in_features
+            if isinstance(layer, (_SPATIAL, L.Flatten)):
+                return None
+        return None
 
     @property
     def out_features(self) -> int | None:
-        return self._widths[-1]
+        """Output width when it does not depend on the input's size."""
+        for layer in reversed(self.layers):
+            if isinstance(layer, L.Dense):
+                return layer.out_features
+            if not isinstance(layer, L._Elementwise):
+                return None
+        return None
+
+    def shapes(self, sample_shape) -> list:
+        """Per-sample shape at every layer boundary (input first) for inputs of ``sample_shape``."""
+        cached = self._shapes.get(sample_shape)
+        if cached is not None:
+            return cached
+        sample_shape = tuple(int(v) for v in sample_shape)
+        shapes = [sample_shape]
+        for k, layer in enumerate(self.layers):
+            try:
+                shapes.append(tuple(int(v) for v in layer.output_shape(shapes[-1])))
+            except ValueError as exc:
+                raise ValueError(f"layer {k} {layer!r}: {exc}") from None
+            if 0 in shapes[-1]:
+                raise ValueError(f"layer {k} {layer!r}: output shape {shapes[-1]} is empty for input {shapes[-2]}")
+        self._shapes[sample_shape] = shapes
+        return shapes
+
+    def _as_input(self, x) -> np.ndarray:
+        """x checked against the model: (N, features) or NCHW (N, C, H, W), real dtype."""
+        x = as_real_array(x)
+        if self._takes_images:
+            if x.ndim != 4:
+                raise ValueError(f"x: expected an NCHW batch of images (N, C, H, W), got shape {x.shape}"
+                                 + (" (for one image use x[None])" if x.ndim == 3 else ""))
+            try:
+                self.shapes(x.shape[1:])
+            except ValueError as exc:
+                raise ValueError(f"x of shape {x.shape}: {exc}") from None
+            return x
+        x = as_batch(x, self._in_features)
+        self.shapes(x.shape[1:])
+        return x
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -102,18 +194,21 @@ class Sequential:
         return f"Sequential({inner}\n)"
 
     def forward(self, x) -> np.ndarray:
-        """The model's output (N, out) for x (N, in), output nonlinearity included."""
-        x = as_batch(x, self.in_features)
-        return self._network(x.dtype.type, x.shape[1]).forward(x)
+        """The model's output for x (N, in) or (N, C, H, W), output nonlinearity included."""
+        x = self._as_input(x)
+        shapes = self.shapes(x.shape[1:])
+        y = self._network(x.dtype.type, shapes).forward(to_internal(x))
+        return from_internal(y, shapes[-1])
 
     __call__ = forward
 
-    def _network(self, dtype, width, rules=None):
-        """The C++ network for a dtype (and rule list); forward-only networks are cached."""
-        key = (dtype, width)
+    def _network(self, dtype, shapes, rules=None):
+        """The C++ network for a dtype and input shape (and rule list); forward-only networks
+        are cached."""
+        key = (dtype, shapes[0])
         if rules is None and key in self._nets:
             return self._nets[key]
-        net = build_network(self.layers, dtype, width, rules)
+        net = build_network(self.layers, dtype, shapes, rules)
         if rules is None:
             self._nets[key] = net
         return net
@@ -127,7 +222,8 @@ class Sequential:
             for name in _PARAMS.get(type(layer), ()):
                 arrays[f"{k}.{name}"] = getattr(layer, name)
             for name in _SCALARS.get(type(layer), ()):
-                entry[name] = getattr(layer, name)
+                value = getattr(layer, name)
+                entry[name] = list(value) if isinstance(value, tuple) else value
             config.append(entry)
         header = {"format": _FORMAT, "layers": config}
         with open(os.fspath(path), "wb") as f:
@@ -135,10 +231,17 @@ class Sequential:
 
 
 _FORMAT = "fastlrp-model-1"
-_PARAMS = {L.Dense: ("weight", "bias"), L.BatchNorm1d: ("mean", "var", "weight", "bias")}
-_SCALARS = {L.LeakyReLU: ("negative_slope",), L.ELU: ("alpha",), L.Dropout: ("p",), L.BatchNorm1d: ("eps",)}
+_PARAMS = {L.Dense: ("weight", "bias"), L.Conv2d: ("weight", "bias"), L.BatchNorm1d: ("mean", "var", "weight", "bias"),
+           L.BatchNorm2d: ("mean", "var", "weight", "bias")}
+_SCALARS = {L.LeakyReLU: ("negative_slope",), L.ELU: ("alpha",), L.Dropout: ("p",), L.BatchNorm1d: ("eps",),
+            L.BatchNorm2d: ("eps",), L.Conv2d: ("stride", "padding", "dilation"),
+            L.MaxPool2d: ("kernel_size", "stride", "padding", "mode"),
+            L.AvgPool2d: ("kernel_size", "stride", "padding", "count_include_pad"),
+            L.SumPool2d: ("kernel_size", "stride", "padding"), L.AdaptiveAvgPool2d: ("output_size",)}
 _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.ELU, L.SELU,
-                                        L.Softmax, L.LogSoftmax, L.Dropout, L.Flatten, L.Identity, L.BatchNorm1d)}
+                                        L.Softmax, L.LogSoftmax, L.Dropout, L.Flatten, L.Identity, L.BatchNorm1d,
+                                        L.BatchNorm2d, L.Conv2d, L.MaxPool2d, L.AvgPool2d, L.SumPool2d,
+                                        L.AdaptiveAvgPool2d)}
 
 
 def load(path) -> Sequential:
@@ -188,9 +291,35 @@ def load(path) -> Sequential:
     return Sequential(built)
 
 
-def build_network(layers, dtype, width, rules=None):
-    """A C++ network of ``dtype`` for ``layers``; with ``rules`` the per-layer LRP rules are
-    prepared (modified weights computed once)."""
+def to_internal(x: np.ndarray) -> np.ndarray:
+    """(N, F) as is; NCHW images as NHWC rows (N, H*W*C), the core's layout."""
+    if x.ndim == 2 and x.flags.c_contiguous:
+        return x
+    width = int(np.prod(x.shape[1:]))
+    if x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(x.shape[0], width)
+    return np.ascontiguousarray(x).reshape(x.shape[0], width)
+
+
+def from_internal(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """Rows of the core's layout back to (N,) + shape, NCHW for images."""
+    if len(shape) == 3:
+        c, h, w = shape
+        return np.ascontiguousarray(a.reshape(a.shape[0], h, w, c).transpose(0, 3, 1, 2))
+    return a  # (N, F) already
+
+
+def image_vector(values: np.ndarray, shape: tuple) -> np.ndarray:
+    """Per-sample values of ``shape`` (C, H, W) or (F,) flattened in the core's layout."""
+    values = np.asarray(values)
+    if len(shape) == 3:
+        return np.ascontiguousarray(values.reshape(shape).transpose(1, 2, 0)).ravel()
+    return values.ravel()
+
+
+def build_network(layers, dtype, shapes, rules=None):
+    """A C++ network of ``dtype`` for ``layers`` on inputs of ``shapes[0]``; with ``rules``
+    the per-layer LRP rules are prepared (modified weights computed once)."""
     from .rules import Epsilon, Pass, ZBox
 
     net = core.Network_float64() if dtype is np.float64 else core.Network_float32()
@@ -201,19 +330,36 @@ def build_network(layers, dtype, width, rules=None):
 
     for k, layer in enumerate(layers):
         rule = rules[k] if rules is not None else None
+        shape, width = shapes[k], int(np.prod(shapes[k]))
+        low = high = empty
+        if isinstance(rule, ZBox):
+            lo, hi = rule.bounds_for(shape)
+            low, high = c(image_vector(lo, shape)), c(image_vector(hi, shape))
         if isinstance(layer, L.Dense):
             rule = rule or Epsilon()
-            low = high = empty
-            if isinstance(rule, ZBox):
-                lo, hi = rule.bounds_for((layer.in_features,))
-                low, high = c(lo), c(hi)
             net.add_dense(c(layer.weight), c(layer.bias), rule._kind, *rule._params(), low, high)
+        elif isinstance(layer, L.Conv2d):
+            rule = rule or Epsilon()
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+            w = layer.weight.transpose(0, 2, 3, 1).reshape(layer.out_channels, -1)  # (out, kh*kw*C)
+            net.add_conv(*shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, rule._kind, *rule._params(),
+                         low, high)
+        elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
+            rule = rule or Epsilon()
+            if isinstance(layer, L.AdaptiveAvgPool2d):
+                (kh, kw), (sh, sw), (ph, pw) = layer.output_size, (1, 1), (0, 0)
+            else:
+                (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+            net.add_pool(layer._kind, *shape, kh, kw, sh, sw, ph, pw, getattr(layer, "count_include_pad", True),
+                         getattr(layer, "mode", "winner") == "avg", rule._kind, *rule._params(), low)
+        elif isinstance(layer, L.Flatten) and len(shape) == 3:
+            net.add_flatten(*shape)
         elif isinstance(layer, L._Elementwise):
             net.add_activation(layer._code, layer.param, width)
-        elif isinstance(layer, L.BatchNorm1d):
+        elif isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d (per channel, tiled over H, W)
             rule = rule or Pass()
-            net.add_affine(c(layer.scale), c(layer.shift), rule._kind, rule._params()[0])
+            reps = width // layer.mean.shape[0]
+            net.add_affine(c(np.tile(layer.scale, reps)), c(np.tile(layer.shift, reps)), rule._kind, rule._params()[0])
         else:  # pragma: no cover - every layer class is listed above
             raise TypeError(f"layer {k}: {layer!r} is not supported by the C++ core")
-        width = layer.output_width(width)
     return net

@@ -12,7 +12,8 @@ import numpy as np
 from . import layers as L
 from . import rules as R
 
-__all__ = ["stab", "divide", "dense_relevance", "forward_layer", "forward", "lrp"]
+__all__ = ["stab", "divide", "dense_relevance", "forward_layer", "forward", "lrp", "conv2d", "pool2d",
+           "linear_map", "maxpool_relevance"]
 
 EPS_S = 1e-6
 
@@ -35,10 +36,12 @@ def _propagate(c, d, r, eps):
     return np.einsum("nij,nj->ni", c, divide(r, z, eps))
 
 
-def dense_relevance(a, weight, bias, r, rule):
-    """Relevance at the input of a Dense layer ``z = a W^T + b`` under ``rule``.
+def dense_relevance(a, weight, bias, r, rule, connected=None, in_shape=None):
+    """Relevance at the input of a linear layer ``z = a W^T + b`` under ``rule``.
 
-    a (N, in), weight (out, in), bias (out,), r (N, out) -> (N, in).
+    a (N, in), weight (out, in), bias (out,) or (N, out), r (N, out) -> (N, in). ``connected``
+    (out, in) marks the inputs in output j's receptive field (Flat counts only those); default:
+    all. ``in_shape``: one sample's input shape, for ZBox bounds given per channel.
     """
     a = np.asarray(a, dtype=np.float64)
     w = np.asarray(weight, dtype=np.float64).T[None]  # (1, in, out): w_ij
@@ -65,27 +68,119 @@ def dense_relevance(a, weight, bias, r, rule):
         return (_propagate(c_pos, b + g * pos(b), r_pos, EPS_S)
                 + _propagate(c_neg, b + g * neg(b), r_neg, EPS_S))
     if isinstance(rule, R.ZBox):
-        lo, hi = rule.bounds_for((a.shape[1],))
+        lo, hi = rule.bounds_for(in_shape or (a.shape[1],))
         c = ai * w - lo[None, :, None] * pos(w) - hi[None, :, None] * neg(w)
         return _propagate(c, 0.0, r, EPS_S)
     if isinstance(rule, R.WSquare):
         c = np.broadcast_to(w ** 2, (a.shape[0],) + w.shape[1:])
         return _propagate(c, 0.0, r, EPS_S)
     if isinstance(rule, R.Flat):
-        c = np.ones((a.shape[0],) + w.shape[1:])
+        mask = np.ones(w.shape[1:]) if connected is None else np.asarray(connected, dtype=np.float64).T
+        c = np.broadcast_to(mask, (a.shape[0],) + w.shape[1:])
         return _propagate(c, 0.0, r, EPS_S)
     raise ValueError(f"the reference has no Dense formula for {rule!r}")
 
 
+def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """Cross-correlation of NCHW x with weight (out, in, kh, kw), zero padding, as torch."""
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    out = np.zeros((n, o, ho, wo))
+    for ky in range(kh):
+        for kx in range(kw):
+            patch = xp[:, :, ky * dh: ky * dh + sh * (ho - 1) + 1: sh, kx * dw: kx * dw + sw * (wo - 1) + 1: sw]
+            out += np.einsum("nchw,oc->nohw", patch, weight[:, :, ky, kx])
+    return out + np.asarray(bias, dtype=np.float64)[None, :, None, None]
+
+
+def _windows(size, k, s, p, adaptive_out=None):
+    """In-bounds [start, end) of every pooling window along one axis (torch's boundaries)."""
+    if adaptive_out is not None:
+        return [((i * size) // adaptive_out, -(-((i + 1) * size) // adaptive_out)) for i in range(adaptive_out)]
+    n_out = (size + 2 * p - k) // s + 1
+    return [(max(i * s - p, 0), min(i * s - p + k, size)) for i in range(n_out)]
+
+
+def _pool_windows(layer, h, w):
+    if isinstance(layer, L.AdaptiveAvgPool2d):
+        return _windows(h, 0, 0, 0, layer.output_size[0]), _windows(w, 0, 0, 0, layer.output_size[1])
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    return _windows(h, kh, sh, ph), _windows(w, kw, sw, pw)
+
+
+def pool2d(layer, x):
+    """Forward pass of a pooling layer on NCHW x, window by window."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    rows, cols = _pool_windows(layer, h, w)
+    out = np.zeros((n, c, len(rows), len(cols)))
+    for i, (y0, y1) in enumerate(rows):
+        for j, (x0, x1) in enumerate(cols):
+            win = x[:, :, y0:y1, x0:x1]
+            if isinstance(layer, L.MaxPool2d):
+                out[:, :, i, j] = win.max(axis=(2, 3))
+            elif isinstance(layer, L.SumPool2d):
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / np.sqrt(layer.kernel_size[0] * layer.kernel_size[1])
+            elif isinstance(layer, L.AvgPool2d) and layer.count_include_pad:
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / (layer.kernel_size[0] * layer.kernel_size[1])
+            else:
+                out[:, :, i, j] = win.mean(axis=(2, 3))
+    return out
+
+
+def linear_map(fn, in_shape):
+    """The matrix (out, in) of a linear map of per-sample inputs of ``in_shape``, read off by
+    pushing every basis vector through ``fn`` (which maps a batch to a batch)."""
+    size = int(np.prod(in_shape))
+    basis = np.eye(size).reshape((size,) + tuple(in_shape))
+    return fn(basis).reshape(size, -1).T
+
+
+def maxpool_relevance(layer, a, r):
+    """MaxPool2d relevance, window by window: winner-take-all with ties split evenly, or
+    proportional to the activations (mode 'avg'); overlapping windows add up."""
+    a = np.asarray(a, dtype=np.float64)
+    n, c, h, w = a.shape
+    rows, cols = _pool_windows(layer, h, w)
+    out = np.zeros_like(a)
+    for i, (y0, y1) in enumerate(rows):
+        for j, (x0, x1) in enumerate(cols):
+            win = a[:, :, y0:y1, x0:x1]
+            rj = r[:, :, i, j][:, :, None, None]
+            if layer.mode == "avg":
+                out[:, :, y0:y1, x0:x1] += win * divide(rj, win.sum(axis=(2, 3), keepdims=True), EPS_S)
+            else:
+                winners = (win == win.max(axis=(2, 3), keepdims=True)).astype(np.float64)
+                out[:, :, y0:y1, x0:x1] += winners * rj / winners.sum(axis=(2, 3), keepdims=True)
+    return out
+
+
 def forward_layer(layer, a):
-    """One layer's forward pass in float64 numpy."""
+    """One layer's forward pass in float64 numpy (NCHW for images)."""
     a = np.asarray(a, dtype=np.float64)
     if isinstance(layer, L.Dense):
         return a @ layer.weight.T + layer.bias
+    if isinstance(layer, L.Conv2d):
+        return conv2d(a, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation)
+    if isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
+        return pool2d(layer, a)
+    if isinstance(layer, L.BatchNorm2d):
+        shape = (1, -1, 1, 1)
+        return ((a - layer.mean.reshape(shape)) / np.sqrt(layer.var.reshape(shape) + layer.eps)
+                * layer.weight.reshape(shape) + layer.bias.reshape(shape))
     if isinstance(layer, L.BatchNorm1d):
         return (a - layer.mean) / np.sqrt(layer.var + layer.eps) * layer.weight + layer.bias
-    if isinstance(layer, (L.Identity, L.Dropout, L.Flatten)):
+    if isinstance(layer, L.Flatten):
         return a.reshape(a.shape[0], -1)
+    if isinstance(layer, (L.Identity, L.Dropout)):
+        return a
     if isinstance(layer, L.ReLU):
         return np.maximum(a, 0)
     if isinstance(layer, L.LeakyReLU):
@@ -138,14 +233,40 @@ def lrp(layers, rules, x, target=None):
     r = start
     for k in range(len(run) - 1, -1, -1):
         layer, rule, a = run[k], rules[k], acts[k]
-        if isinstance(rule, R.Pass):
-            pass
+        if isinstance(layer, L.MaxPool2d):  # its mode decides, not a rule
+            r = maxpool_relevance(layer, a, r)
+        elif isinstance(rule, R.Pass):
+            r = r.reshape(a.shape)  # element-wise layers, and Flatten back to its input's shape
         elif isinstance(layer, L.Dense):
             r = dense_relevance(a, layer.weight, layer.bias, r, rule)
-        elif isinstance(layer, L.BatchNorm1d):
+        elif isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d)):
+            r = _spatial_relevance(layer, a, r, rule)
+        elif isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d: an element-wise affine map
             z = acts[k + 1]
-            r = a * layer.weight / np.sqrt(layer.var + layer.eps) * divide(r, z, rule.epsilon)
+            shape = (1, -1, 1, 1) if a.ndim == 4 else (1, -1)
+            scale = (layer.weight / np.sqrt(layer.var + layer.eps)).reshape(shape)
+            r = a * scale * divide(r, z, rule.epsilon)
         else:
             raise ValueError(f"the reference cannot apply {rule!r} to {layer!r}")
         per_layer.insert(0, r)
     return r, logits, per_layer
+
+
+def _spatial_relevance(layer, a, r, rule):
+    """A conv or linear pool as the matrix read off its forward pass, then the dense formula."""
+    shape = a.shape[1:]
+    if isinstance(layer, L.Conv2d):
+        def fn(v, weight=layer.weight):
+            return conv2d(v, weight, np.zeros(layer.out_channels), layer.stride, layer.padding, layer.dilation)
+        m = linear_map(fn, shape)
+        connected = linear_map(lambda v: fn(v, np.ones_like(layer.weight)), shape) != 0
+        out_shape = fn(np.zeros((1,) + shape)).shape[1:]
+        bias = np.broadcast_to(layer.bias[:, None, None], out_shape).ravel()
+    else:
+        m = linear_map(lambda v: pool2d(layer, v), shape)
+        connected = m != 0
+        out_shape = pool2d(layer, np.zeros((1,) + shape)).shape[1:]
+        bias = np.zeros(m.shape[0])
+    n = a.shape[0]
+    rel = dense_relevance(a.reshape(n, -1), m, bias, np.asarray(r).reshape(n, -1), rule, connected, shape)
+    return rel.reshape(a.shape)

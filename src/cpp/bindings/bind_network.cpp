@@ -73,6 +73,49 @@ void bind_for(py::module_& m, const char* name) {
           },
           py::arg("scale").noconvert(), py::arg("shift").noconvert(), py::arg("rule"), py::arg("epsilon"),
           "Append an element-wise affine layer (an unfolded BatchNorm).")
+      .def(
+          "add_conv",
+          [](Net& net, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
+             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, int rule, double epsilon, double alpha,
+             double beta, double gamma, const CArray<T>& low, const CArray<T>& high) {
+            kernels::Geometry g;
+            g.C = C;
+            g.H = H;
+            g.W = W;
+            g.kh = kh;
+            g.kw = kw;
+            g.sh = sh;
+            g.sw = sw;
+            g.ph = ph;
+            g.pw = pw;
+            g.dh = dh;
+            g.dw = dw;
+            RowMatrix<T> w = as_matrix(weight, "conv weight");
+            if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
+            net.add_conv(g, std::move(w), as_row(bias), make_rule(rule, epsilon, alpha, beta, gamma),
+                         std::vector<T>(low.data(), low.data() + low.size()),
+                         std::vector<T>(high.data(), high.data() + high.size()));
+          },
+          py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
+          py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
+          py::arg("dw"), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
+          py::arg("low").noconvert(), py::arg("high").noconvert(),
+          "Append a Conv2d over an NHWC image; weight (out, kh*kw*C) in (ky, kx, c) order.")
+      .def(
+          "add_pool",
+          [](Net& net, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
+             bool count_include_pad, bool proportional, int rule, double epsilon, double alpha, double beta,
+             double gamma, const CArray<T>& low) {
+            net.add_pool(kernels::Pool2d<T>::make(kind, C, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, proportional,
+                                                  make_rule(rule, epsilon, alpha, beta, gamma),
+                                                  std::vector<T>(low.data(), low.data() + low.size())));
+          },
+          py::arg("kind"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+          py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"), py::arg("proportional"),
+          py::arg("rule"), py::arg("epsilon"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
+          py::arg("low").noconvert(), "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
+      .def("add_flatten", &Net::add_flatten, py::arg("C"), py::arg("H"), py::arg("W"),
+           "Append a Flatten of an NHWC image into NCHW order.")
       .def_property_readonly("in_features", &Net::in_features)
       .def_property_readonly("out_features", &Net::out_features)
       .def_property_readonly("skips_last", &Net::skips_last)

@@ -16,9 +16,37 @@ namespace fastlrp::kernels {
 // S = R / stab(Z) element-wise, 0 where the stabilised denominator is exactly 0.
 template <class T, class RX, class ZX, class SX>
 inline void stabilized_ratio(const RX& R, const ZX& Z, T eps, SX&& S) {
-  const auto z = Z.array();
+  const auto& z = Z.array();
   const auto d = (z >= T(0)).select(z + eps, z - eps);
   S.array() = (d == T(0)).select(T(0), R.array() / d);
+}
+
+// S from the forward products of a two-weight rule (ZPlus, AlphaBeta, Gamma), in place:
+// on entry S holds [z1 | z2] without biases (z2 only when the rule needs it), on exit the
+// factors that the backward product multiplies with [U; V]. Z is the original pre-activation.
+template <class T, class MS, class MR, class MZ>
+void two_weight_ratio(const RuleParams& rule, MS&& S, const MR& R, const MZ& Z, const RowVector<T>& bu,
+                      const RowVector<T>& bv, bool second) {
+  const T eps_s = T(kStabilizer);
+  const Index o = R.cols();
+  auto S1 = S.leftCols(o);
+  S1.rowwise() += bu;
+  stabilized_ratio(R, S1, eps_s, S1);
+  if (rule.kind == RuleKind::AlphaBeta) {
+    S1 *= T(rule.alpha);
+    if (second) {
+      auto S2 = S.rightCols(o);
+      S2.rowwise() += bv;
+      stabilized_ratio(R, S2, eps_s, S2);
+      S2 *= -T(rule.beta);
+    }
+  } else if (rule.kind == RuleKind::Gamma) {  // the sign of the original z_j picks the variant
+    auto S2 = S.rightCols(o);
+    S2.rowwise() += bv;
+    stabilized_ratio(R, S2, eps_s, S2);
+    S1.array() = (Z.array() > T(0)).select(S1.array(), T(0));
+    S2.array() = (Z.array() < T(0)).select(S2.array(), T(0));
+  }
 }
 
 template <class T>
@@ -72,31 +100,34 @@ struct Dense {
         break;
       }
       case RuleKind::ZBox: {
-        low = Eigen::Map<const RowVector<T>>(low_in.data(), i);
-        high = Eigen::Map<const RowVector<T>>(high_in.data(), i);
         Wcat.resize(o, 3 * i);
         Wcat << W, Wp, Wn;
-        zbox_shift = low * Wp.transpose() + high * Wn.transpose();
+        if (static_cast<Index>(low_in.size()) == i) {  // a convolution passes none: it shifts per position
+          low = Eigen::Map<const RowVector<T>>(low_in.data(), i);
+          high = Eigen::Map<const RowVector<T>>(high_in.data(), i);
+          zbox_shift = low * Wp.transpose() + high * Wn.transpose();
+        }
         break;
       }
       case RuleKind::WSquare:
         Wcat = W.array().square().matrix();
         wsq_den = Wcat.rowwise().sum().transpose();
         break;
+
       default:
         break;
     }
   }
 
   // Z = A W^T + b
-  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z) const {
-    product_nt<T>(A, W, Z);
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
+    product_nt<T>(A, W, Z, threads);
     Z.rowwise() += b;
   }
 
   // Rin (n, in) from R (n, out), the input activation A (n, in) and this layer's output Z.
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws) const {
+                Workspace& ws, int threads) const {
     const Index n = A.rows(), o = out(), i = in();
     const T eps_s = T(kStabilizer);
     const auto mark = ws.mark();
@@ -104,22 +135,22 @@ struct Dense {
       case RuleKind::Epsilon: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
         stabilized_ratio(R, Z, T(rule.epsilon), S);
-        product_nn<T>(S, W, Rin, ws);
+        product_nn<T>(S, W, Rin, ws, threads);
         Rin.array() *= A.array();
         break;
       }
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
       case RuleKind::Gamma:
-        two_weight_backward(A, Z, R, Rin, ws);
+        two_weight_backward(A, Z, R, Rin, ws, threads);
         break;
       case RuleKind::ZBox: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
-        product_nt<T>(A, W, S);
+        product_nt<T>(A, W, S, threads);
         S.rowwise() -= zbox_shift;
         stabilized_ratio(R, S, eps_s, S);
         MatrixMap<T> G = ws.matrix<T>(n, 3 * i);
-        product_nn<T>(S, Wcat, G, ws);
+        product_nn<T>(S, Wcat, G, ws, threads);
         Rin = A.array() * G.leftCols(i).array();
         Rin.array() -= G.middleCols(i, i).array().rowwise() * low.array();
         Rin.array() -= G.rightCols(i).array().rowwise() * high.array();
@@ -128,7 +159,7 @@ struct Dense {
       case RuleKind::WSquare: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
         stabilized_ratio(R, wsq_den.replicate(n, 1), eps_s, S);
-        product_nn<T>(S, Wcat, Rin, ws);
+        product_nn<T>(S, Wcat, Rin, ws, threads);
         break;
       }
       case RuleKind::Flat: {
@@ -145,9 +176,8 @@ struct Dense {
 
  private:
   void two_weight_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
-                           MatrixMap<T>& Rin, Workspace& ws) const {
+                           MatrixMap<T>& Rin, Workspace& ws, int threads) const {
     const Index n = A.rows(), o = out(), i = in();
-    const T eps_s = T(kStabilizer);
     const bool second = needs_second_term();
     const Index nz = second ? 2 * o : o;
     // Inputs after a ReLU have no negative entries: then a^- = 0 and half the products vanish.
@@ -157,45 +187,17 @@ struct Dense {
     if (signed_input) {
       Acat.leftCols(i) = A.cwiseMax(T(0));
       Acat.rightCols(i) = A.cwiseMin(T(0));
-      product_nt<T>(Acat, UVVU.topRows(nz), S);
+      product_nt<T>(Acat, UVVU.topRows(nz), S, threads);
     } else {
-      product_nt<T>(A, UV.topRows(nz), S);
+      product_nt<T>(A, UV.topRows(nz), S, threads);
     }
-    auto S1 = S.leftCols(o);
-    switch (rule.kind) {
-      case RuleKind::ZPlus:
-        S1.rowwise() += bu;
-        stabilized_ratio(R, S1, eps_s, S1);
-        break;
-      case RuleKind::AlphaBeta: {
-        S1.rowwise() += bu;
-        stabilized_ratio(R, S1, eps_s, S1);
-        S1 *= T(rule.alpha);
-        if (second) {
-          auto S2 = S.rightCols(o);
-          S2.rowwise() += bv;
-          stabilized_ratio(R, S2, eps_s, S2);
-          S2 *= -T(rule.beta);
-        }
-        break;
-      }
-      default: {  // Gamma: the sign of the original pre-activation picks the variant
-        auto S2 = S.rightCols(o);
-        S1.rowwise() += bu;
-        S2.rowwise() += bv;
-        stabilized_ratio(R, S1, eps_s, S1);
-        stabilized_ratio(R, S2, eps_s, S2);
-        S1.array() = (Z.array() > T(0)).select(S1.array(), T(0));
-        S2.array() = (Z.array() < T(0)).select(S2.array(), T(0));
-        break;
-      }
-    }
+    two_weight_ratio<T>(rule, S, R, Z, bu, bv, second);
     if (signed_input) {
       MatrixMap<T> G = ws.matrix<T>(n, 2 * i);
-      product_nn<T>(S, UVVU.topRows(nz), G, ws);
+      product_nn<T>(S, UVVU.topRows(nz), G, ws, threads);
       Rin = Acat.leftCols(i).array() * G.leftCols(i).array() + Acat.rightCols(i).array() * G.rightCols(i).array();
     } else {
-      product_nn<T>(S, UV.topRows(nz), Rin, ws);
+      product_nn<T>(S, UV.topRows(nz), Rin, ws, threads);
       Rin.array() *= A.array();
     }
   }

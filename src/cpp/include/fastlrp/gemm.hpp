@@ -1,9 +1,10 @@
 // Matrix products of the dense kernels, with a split for tiny batches.
 //
-// For a batch of a few samples a product is a matrix-vector product that streams the weights
+// For a batch of one sample a product is a matrix-vector product that streams the weights
 // from memory. With one chunk of the batch per thread (network.hpp) a single sample would run
 // on one core; here both cores each take half of the weight rows instead, so each core's half
-// of the weights stays in its own L2 cache across the forward and backward passes.
+// of the weights stays in its own L2 cache across the forward and backward passes. Networks
+// with convolutions (one team of threads per layer) split their dense layers the same way.
 #pragma once
 
 #include "fastlrp/common.hpp"
@@ -13,15 +14,14 @@ namespace fastlrp::kernels {
 
 // Products smaller than this many weights are not worth a fork/join.
 constexpr Index kSplitMinWeights = 1 << 14;
-// Batches up to this many rows use the split (larger ones are cut into per-thread chunks).
-constexpr Index kSplitMaxRows = 4;
 
-inline int split_threads(Index rows, Index weights) {
+// `threads`: the threads this call may use (1 inside a per-thread chunk of a batch).
+inline int split_threads(int threads, Index weights) {
 #ifdef _OPENMP
-  if (rows > kSplitMaxRows || weights < kSplitMinWeights || omp_in_parallel()) return 1;
-  return num_threads();
+  if (threads <= 1 || weights < kSplitMinWeights || omp_in_parallel()) return 1;
+  return threads;
 #else
-  (void)rows;
+  (void)threads;
   (void)weights;
   return 1;
 #endif
@@ -29,8 +29,8 @@ inline int split_threads(Index rows, Index weights) {
 
 // C = A B^T, B row-major (out, in): the forward product. Split over the rows of B.
 template <class T, class MA, class MB, class MC>
-void product_nt(const MA& A, const MB& B, MC&& C) {
-  const int threads = split_threads(A.rows(), B.size());
+void product_nt(const MA& A, const MB& B, MC&& C, int threads) {
+  threads = split_threads(threads, B.size());
   if (threads <= 1) {
     C.noalias() = A * B.transpose();
     return;
@@ -46,8 +46,8 @@ void product_nt(const MA& A, const MB& B, MC&& C) {
 // C = S B, B row-major (out, in): the backward product. Split over the rows of B (the same
 // rows each thread read in product_nt), each thread summing into its own partial result.
 template <class T, class MS, class MB, class MC>
-void product_nn(const MS& S, const MB& B, MC&& C, Workspace& ws) {
-  const int threads = split_threads(S.rows(), B.size());
+void product_nn(const MS& S, const MB& B, MC&& C, Workspace& ws, int threads) {
+  threads = split_threads(threads, B.size());
   if (threads <= 1) {
     C.noalias() = S * B;
     return;

@@ -3,6 +3,9 @@
 //
 // Samples are independent, so a batch is cut into one chunk per thread and each thread runs
 // the whole network on its chunk: no synchronisation between layers, weights shared read-only.
+// Networks with convolutions or pools run the batch as one chunk instead and every layer
+// spreads its own work over the threads (tiles of output pixels, weight rows, channel blocks):
+// one image holds enough work for every core, and a few images would not split evenly.
 #pragma once
 
 #include <algorithm>
@@ -12,13 +15,15 @@
 #include <vector>
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/conv.hpp"
 #include "fastlrp/dense.hpp"
 #include "fastlrp/elementwise.hpp"
+#include "fastlrp/pool.hpp"
 #include "fastlrp/workspace.hpp"
 
 namespace fastlrp::kernels {
 
-enum class LayerKind : int { Dense = 0, Activation = 1, Affine = 2 };
+enum class LayerKind : int { Dense = 0, Activation = 1, Affine = 2, Conv = 3, Pool = 4, Flatten = 5 };
 
 template <class T>
 struct Layer {
@@ -26,26 +31,69 @@ struct Layer {
   Index in = 0, out = 0;
   Dense<T> dense;
   Affine<T> affine;
+  Conv2d<T> conv;
+  Pool2d<T> pool;
   Activation act = Activation::Identity;
   T act_param = T(0);
+  Index C = 0, H = 0, W = 0;  // Flatten: the NHWC image it turns into NCHW order
 
   // Identity-like layers share their input's buffer instead of copying it.
   bool is_identity() const { return kind == LayerKind::Activation && act == Activation::Identity; }
+  bool is_spatial() const { return kind == LayerKind::Conv || kind == LayerKind::Pool || kind == LayerKind::Flatten; }
 
-  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y) const {
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) const {
     switch (kind) {
-      case LayerKind::Dense: dense.forward(A, Y); return;
-      case LayerKind::Affine: affine.forward(A, Y); return;
-      case LayerKind::Activation: activation_forward<T>(act, act_param, A, Y); return;
+      case LayerKind::Dense: dense.forward(A, Y, threads); return;
+      case LayerKind::Conv: conv.forward(A, Y, threads); return;
+      case LayerKind::Pool: pool.forward(A, Y, threads); return;
+      case LayerKind::Flatten: flatten(A, Y, false); return;
+      case LayerKind::Affine:
+        for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
+          Y.row(n).segment(c0, len).array() =
+              A.row(n).segment(c0, len).array() * affine.scale.segment(c0, len).array() + affine.shift.segment(c0, len).array();
+        });
+        return;
+      case LayerKind::Activation:
+        if (act == Activation::Softmax || act == Activation::LogSoftmax) {
+          activation_forward<T>(act, act_param, A, Y);
+          return;
+        }
+        for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
+          activation_forward<T>(act, act_param, ConstMatrixMap<T>(A.row(n).data() + c0, 1, len),
+                                MatrixMap<T>(Y.row(n).data() + c0, 1, len));
+        });
+        return;
     }
   }
 
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws) const {
+                Workspace& ws, int threads) const {
     switch (kind) {
-      case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws); return;
+      case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws, threads); return;
+      case LayerKind::Conv: conv.backward(A, Z, R, Rin, ws, threads); return;
+      case LayerKind::Pool: pool.backward(A, Z, R, Rin, threads); return;
+      case LayerKind::Flatten: flatten(R, Rin, true); return;
       case LayerKind::Affine: affine.backward(A, Z, R, Rin); return;
-      case LayerKind::Activation: Rin = R; return;  // Pass
+      case LayerKind::Activation:  // Pass
+        for_segments(R.rows(), in, threads, [&](Index n, Index c0, Index len) {
+          Rin.row(n).segment(c0, len) = R.row(n).segment(c0, len);
+        });
+        return;
+    }
+  }
+
+  // NHWC image <-> NCHW-ordered features (so that a torch model's next Dense applies as is).
+  void flatten(const ConstMatrixMap<T>& X, MatrixMap<T> Y, bool inverse) const {
+    for (Index n = 0; n < X.rows(); ++n) {
+      const T* x = X.row(n).data();
+      T* y = Y.row(n).data();
+      for (Index p = 0; p < H * W; ++p)
+        for (Index c = 0; c < C; ++c) {
+          if (inverse)
+            y[p * C + c] = x[c * H * W + p];
+          else
+            y[c * H * W + p] = x[p * C + c];
+        }
     }
   }
 };
@@ -104,6 +152,50 @@ class Network {
     push(std::move(l));
   }
 
+  void add_conv(const Geometry& g, RowMatrix<T> W, RowVector<T> b, RuleParams rule, const std::vector<T>& low,
+                const std::vector<T>& high) {
+    Layer<T> l;
+    l.kind = LayerKind::Conv;
+    l.conv.g = g;
+    l.conv.g.finish();
+    if (W.cols() != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
+    l.conv.lin.W = std::move(W);
+    l.conv.lin.b = std::move(b);
+    l.conv.lin.rule = rule;
+    if (rule.kind == RuleKind::ZBox && (static_cast<Index>(low.size()) != l.conv.g.in_size() ||
+                                        static_cast<Index>(high.size()) != l.conv.g.in_size()))
+      throw std::invalid_argument("ZBox bounds must cover the conv input image");
+    l.conv.prepare(low, high);
+    l.in = l.conv.in_size();
+    l.out = l.conv.out_size();
+    push(std::move(l));
+  }
+
+  void add_pool(Pool2d<T> pool) {
+    Layer<T> l;
+    l.kind = LayerKind::Pool;
+    l.in = pool.in_size();
+    l.out = pool.out_size();
+    l.pool = std::move(pool);
+    push(std::move(l));
+  }
+
+  void add_flatten(Index C, Index H, Index W) {
+    Layer<T> l;
+    l.kind = LayerKind::Flatten;
+    l.C = C;
+    l.H = H;
+    l.W = W;
+    l.in = l.out = C * H * W;
+    push(std::move(l));
+  }
+
+  bool team_mode() const {
+    for (const auto& l : layers)
+      if (l.is_spatial()) return true;
+    return false;
+  }
+
   void add_affine(RowVector<T> scale, RowVector<T> shift, RuleParams rule) {
     Layer<T> l;
     l.kind = LayerKind::Affine;
@@ -118,13 +210,13 @@ class Network {
   RowMatrix<T> forward(const ConstMatrixMap<T>& X) const {
     check_input(X);
     RowMatrix<T> Y(X.rows(), out_features());
-    parallel_chunks(X.rows(), [&](Index r0, Index n) {
+    run_batch(X.rows(), [&](Index r0, Index n, int threads) {
       Workspace& ws = thread_workspace();
       ws.reset();
       std::vector<ConstMatrixMap<T>> acts;
       acts.reserve(layers.size() + 1);
       acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
-      run_forward(acts, layers.size(), ws, &Y, r0);
+      run_forward(acts, layers.size(), ws, &Y, r0, threads);
       ws.trim();
     });
     return Y;
@@ -151,13 +243,13 @@ class Network {
     Index max_width = out;
     for (const auto& l : layers) max_width = std::max(max_width, l.in);
 
-    parallel_chunks(N, [&](Index r0, Index n) {
+    run_batch(N, [&](Index r0, Index n, int threads) {
       Workspace& ws = thread_workspace();
       ws.reset();
       std::vector<ConstMatrixMap<T>> acts;
       acts.reserve(Lf + 1);
       acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
-      run_forward(acts, Lf, ws, nullptr, 0);
+      run_forward(acts, Lf, ws, nullptr, 0, threads);
       const ConstMatrixMap<T>& logits = acts[Lf];
       rows_of(e.output, r0, n) = logits;
 
@@ -192,8 +284,12 @@ class Network {
         if (layerwise && k != Lf) rows_of(e.layers[k], r0, n) = R;
       }
       for (Index k = Lf - 1; k >= 0; --k) {
+        if (!layerwise && k > 0 && layers[k].kind == LayerKind::Activation) {  // Pass: nothing to copy
+          e.conservation.col(k).segment(r0, n) = e.conservation.col(k + 1).segment(r0, n);
+          continue;
+        }
         MatrixMap<T> Rin = buffer(k, R.data() == ping ? pong : ping);
-        layers[k].backward(acts[k], acts[k + 1], ConstMatrixMap<T>(R.data(), n, R.cols()), Rin, ws);
+        layers[k].backward(acts[k], acts[k + 1], ConstMatrixMap<T>(R.data(), n, R.cols()), Rin, ws, threads);
         new (&R) MatrixMap<T>(Rin.data(), n, Rin.cols());
         e.conservation.col(k).segment(r0, n) = R.rowwise().sum();
       }
@@ -206,7 +302,8 @@ class Network {
  private:
   // Runs layers [0, count) on acts[0], appending each output to acts; with Y, the last output
   // is written there instead of to scratch.
-  void run_forward(std::vector<ConstMatrixMap<T>>& acts, std::size_t count, Workspace& ws, RowMatrix<T>* Y, Index r0) const {
+  void run_forward(std::vector<ConstMatrixMap<T>>& acts, std::size_t count, Workspace& ws, RowMatrix<T>* Y, Index r0,
+                   int threads) const {
     const Index n = acts[0].rows();
     for (std::size_t k = 0; k < count; ++k) {
       const Layer<T>& l = layers[k];
@@ -215,7 +312,7 @@ class Network {
         continue;
       }
       MatrixMap<T> out = (Y && k + 1 == count) ? rows_of(*Y, r0, n) : ws.matrix<T>(n, l.out);
-      l.forward(acts.back(), out);
+      l.forward(acts.back(), out, threads);
       acts.emplace_back(out.data(), n, l.out);
     }
     if (Y && (count == 0 || layers[count - 1].is_identity())) rows_of(*Y, r0, n) = acts.back();
@@ -245,12 +342,14 @@ class Network {
     check_finite(X, "input");
   }
 
-  // Runs f(first_row, rows) over the batch in one chunk per thread; rethrows the first error.
+  // Runs f(first_row, rows, threads) over the batch: one chunk per thread (each with 1
+  // thread), or, in team mode or for a single sample, one chunk with every thread.
   template <class F>
-  static void parallel_chunks(Index N, F&& f) {
-    const Index chunks = std::max<Index>(1, std::min<Index>(num_threads(), N));
+  void run_batch(Index N, F&& f) const {
+    const int threads = num_threads();
+    const Index chunks = team_mode() ? 1 : std::max<Index>(1, std::min<Index>(threads, N));
     if (chunks == 1) {
-      f(0, N);
+      f(0, N, threads);
       return;
     }
     std::exception_ptr error;
@@ -259,7 +358,7 @@ class Network {
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = N * c / chunks, r1 = N * (c + 1) / chunks;
       try {
-        f(r0, r1 - r0);
+        f(r0, r1 - r0, 1);
       } catch (...) {
         std::lock_guard<std::mutex> g(m);
         if (!error) error = std::current_exception();

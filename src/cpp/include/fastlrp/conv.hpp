@@ -1,0 +1,180 @@
+// Conv2d: forward pass and the backward pass of every LRP rule, as a Dense layer applied to
+// the patches of its input (im2col), one GEMM per tile of output pixels.
+//
+// rules.md's c_ij is defined over the receptive field of output j, padding contributing
+// nothing: patches hold zeros there, so Epsilon/ZPlus/AlphaBeta/Gamma need no special case;
+// Flat, WSquare and ZBox, whose c_ij do not vanish with a_i, use per-position denominators
+// or shifts computed once from the patches of an all-ones (or the bounds') image.
+#pragma once
+
+#include "fastlrp/dense.hpp"
+#include "fastlrp/spatial.hpp"
+
+namespace fastlrp::kernels {
+
+// Output pixels per tile: large enough for an efficient GEMM, small enough for the caches.
+constexpr Index kTilePixels = 1024;
+
+template <class T>
+struct Conv2d {
+  Geometry g;
+  Index cout = 0;
+  Dense<T> lin;              // W as (cout, K) with K ordered (ky, kx, c), bias, rule, prepared weights
+  RowMatrix<T> Wx;           // Flat: ones (cout, K); WSquare: W^2 (lin.Wcat)
+  RowMatrix<T> fixed;        // (Ho*Wo, cout): Flat/WSquare denominators, ZBox shift per position
+  RowVector<T> low, high;    // ZBox bounds over the input image (H*W*C)
+
+  Index in_size() const { return g.in_size(); }
+  Index out_size() const { return g.pixels_out() * cout; }
+
+  void prepare(const std::vector<T>& low_img, const std::vector<T>& high_img) {
+    cout = lin.W.rows();
+    lin.prepare({}, {});
+    const Index K = g.K(), P = g.pixels_out();
+    auto patches_of = [&](const RowVector<T>& img) {
+      RowMatrix<T> M(P, K);
+      im2col(img.data(), g, 0, g.Ho, M.data());
+      return M;
+    };
+    switch (lin.rule.kind) {
+      case RuleKind::Flat:
+      case RuleKind::WSquare: {
+        if (lin.rule.kind == RuleKind::Flat) Wx = RowMatrix<T>::Ones(cout, K);
+        const RowMatrix<T>& w = lin.rule.kind == RuleKind::Flat ? Wx : lin.Wcat;
+        fixed.noalias() = patches_of(RowVector<T>::Ones(g.in_size())) * w.transpose();
+        break;
+      }
+      case RuleKind::ZBox: {
+        low = Eigen::Map<const RowVector<T>>(low_img.data(), g.in_size());
+        high = Eigen::Map<const RowVector<T>>(high_img.data(), g.in_size());
+        const Index k = K;
+        fixed.noalias() = patches_of(low) * lin.Wcat.middleCols(k, k).transpose();
+        fixed.noalias() += patches_of(high) * lin.Wcat.rightCols(k).transpose();
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
+    const Index N = A.rows(), K = g.K(), P = g.pixels_out();
+    const auto tiles = make_tiles(N, g, kTilePixels, 1, threads);
+    run_tiles(tiles, false, threads, [&](const Tile& t) {
+      Workspace& ws = thread_workspace();
+      const auto mark = ws.mark();
+      const Index rows = (t.y1 - t.y0) * g.Wo;
+      MatrixMap<T> patches = ws.matrix<T>(rows, K);
+      im2col(A.row(t.n).data(), g, t.y0, t.y1, patches.data());
+      MatrixMap<T> Zt(Z.data() + (t.n * P + t.y0 * g.Wo) * cout, rows, cout);
+      Zt.noalias() = patches * lin.W.transpose();
+      Zt.rowwise() += lin.b;
+      ws.release(mark);
+    });
+  }
+
+  void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
+                Workspace& ws, int threads) const {
+    const Index N = A.rows(), K = g.K(), P = g.pixels_out(), I = g.in_size();
+    const RuleKind kind = lin.rule.kind;
+    const bool two_weight = kind == RuleKind::ZPlus || kind == RuleKind::AlphaBeta || kind == RuleKind::Gamma;
+    const bool signed_input = two_weight && N > 0 && A.minCoeff() < T(0);
+    const bool second = lin.needs_second_term();
+    const Index nz = second ? 2 * cout : cout;
+    // accumulators over the input image: Rin itself, plus one for a^- (signed two-weight
+    // rules) or two for the bounds (ZBox)
+    const Index extra = signed_input ? 1 : kind == RuleKind::ZBox ? 2 : 0;
+    MatrixMap<T> acc = ws.matrix<T>(extra * N, I);
+    fill_zero(Rin.data(), N * I, threads);
+    fill_zero(acc.data(), extra * N * I, threads);
+    auto acc_of = [&](Index b, Index n) { return b == 0 ? Rin.row(n).data() : acc.row((b - 1) * N + n).data(); };
+
+    const auto tiles = make_tiles(N, g, kTilePixels, g.phase_rows(), threads);
+    run_tiles(tiles, true, threads, [&](const Tile& t) {
+      Workspace& tw = thread_workspace();
+      const auto mark = tw.mark();
+      const Index rows = (t.y1 - t.y0) * g.Wo, first = t.n * P + t.y0 * g.Wo;
+      const ConstMatrixMap<T> Rt(R.data() + first * cout, rows, cout), Zt(Z.data() + first * cout, rows, cout);
+      auto patches = [&]() {
+        MatrixMap<T> p = tw.matrix<T>(rows, K);
+        im2col(A.row(t.n).data(), g, t.y0, t.y1, p.data());
+        return p;
+      };
+      switch (kind) {
+        case RuleKind::Epsilon: {
+          MatrixMap<T> S = tw.matrix<T>(rows, cout);
+          stabilized_ratio(Rt, Zt, T(lin.rule.epsilon), S);
+          MatrixMap<T> G = tw.matrix<T>(rows, K);
+          G.noalias() = S * lin.W;
+          col2im(G.data(), K, 0, g, t.y0, t.y1, acc_of(0, t.n));
+          break;
+        }
+        case RuleKind::ZPlus:
+        case RuleKind::AlphaBeta:
+        case RuleKind::Gamma: {
+          MatrixMap<T> p = patches();
+          MatrixMap<T> S = tw.matrix<T>(rows, nz);
+          if (signed_input) {
+            MatrixMap<T> pc = tw.matrix<T>(rows, 2 * K);
+            pc.leftCols(K) = p.cwiseMax(T(0));
+            pc.rightCols(K) = p.cwiseMin(T(0));
+            S.noalias() = pc * lin.UVVU.topRows(nz).transpose();
+          } else {
+            S.noalias() = p * lin.UV.topRows(nz).transpose();
+          }
+          two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, second);
+          const Index width = signed_input ? 2 * K : K;
+          MatrixMap<T> G = tw.matrix<T>(rows, width);
+          if (signed_input) {
+            G.noalias() = S * lin.UVVU.topRows(nz);
+            col2im(G.data(), width, K, g, t.y0, t.y1, acc_of(1, t.n));
+          } else {
+            G.noalias() = S * lin.UV.topRows(nz);
+          }
+          col2im(G.data(), width, 0, g, t.y0, t.y1, acc_of(0, t.n));
+          break;
+        }
+        case RuleKind::ZBox: {
+          MatrixMap<T> p = patches();
+          MatrixMap<T> S = tw.matrix<T>(rows, cout);
+          S.noalias() = p * lin.W.transpose();
+          S -= fixed.middleRows(t.y0 * g.Wo, rows);
+          stabilized_ratio(Rt, S, T(kStabilizer), S);
+          MatrixMap<T> G = tw.matrix<T>(rows, 3 * K);
+          G.noalias() = S * lin.Wcat;
+          for (Index b = 0; b < 3; ++b) col2im(G.data(), 3 * K, b * K, g, t.y0, t.y1, acc_of(b, t.n));
+          break;
+        }
+        case RuleKind::WSquare:
+        case RuleKind::Flat: {
+          MatrixMap<T> S = tw.matrix<T>(rows, cout);
+          stabilized_ratio(Rt, fixed.middleRows(t.y0 * g.Wo, rows), T(kStabilizer), S);
+          MatrixMap<T> G = tw.matrix<T>(rows, K);
+          G.noalias() = S * (kind == RuleKind::Flat ? Wx : lin.Wcat);
+          col2im(G.data(), K, 0, g, t.y0, t.y1, acc_of(0, t.n));
+          break;
+        }
+        case RuleKind::Pass:
+          throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
+      }
+      tw.release(mark);
+    });
+
+    // R_i = a_i * (sum of the scattered factors), by rule
+    if (kind == RuleKind::WSquare || kind == RuleKind::Flat) return;
+    for_segments(N, I, threads, [&](Index n, Index c0, Index len) {
+      auto a = A.row(n).segment(c0, len).array();
+      auto out = Rin.row(n).segment(c0, len).array();
+      if (signed_input) {
+        out = a.max(T(0)) * out + a.min(T(0)) * acc.row(n).segment(c0, len).array();
+      } else if (kind == RuleKind::ZBox) {
+        out = a * out - low.segment(c0, len).array() * acc.row(n).segment(c0, len).array() -
+              high.segment(c0, len).array() * acc.row(N + n).segment(c0, len).array();
+      } else {
+        out *= a;
+      }
+    });
+  }
+};
+
+}  // namespace fastlrp::kernels

@@ -1,0 +1,146 @@
+// Geometry of sliding windows over NHWC images, im2col/col2im, and the tiling that spreads a
+// convolution over threads.
+//
+// Images are stored channels-last, one sample per row of an (N, H*W*C) matrix: a window's
+// kw*C values of one image row are contiguous, and every output pixel's channels are a row of
+// an (N*Ho*Wo, C) matrix, so a convolution is one GEMM per tile of output pixels.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+#include "fastlrp/common.hpp"
+
+namespace fastlrp::kernels {
+
+struct Geometry {
+  Index C = 0, H = 0, W = 0;                      // input channels, height, width
+  Index kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  Index Ho = 0, Wo = 0;                            // output height, width
+
+  void finish() {
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+    if (C <= 0 || H <= 0 || W <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || dh <= 0 || dw <= 0 || ph < 0 ||
+        pw < 0 || Ho <= 0 || Wo <= 0)
+      throw std::invalid_argument("invalid window geometry");
+  }
+  Index in_size() const { return H * W * C; }
+  Index pixels_out() const { return Ho * Wo; }
+  Index K() const { return kh * kw * C; }  // patch length, ordered (ky, kx, c)
+  // Output rows per tile so that tiles t and t + 2 of a sample never touch the same input row.
+  Index phase_rows() const { return std::max<Index>(1, ((kh - 1) * dh + 1 + sh - 1) / sh); }
+};
+
+// P (rows, K): the patches of output rows [y0, y1) of one sample (a: its H*W*C values).
+template <class T>
+void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
+  const Index C = g.C, K = g.K();
+  Index r = 0;
+  for (Index oy = y0; oy < y1; ++oy)
+    for (Index ox = 0; ox < g.Wo; ++ox, ++r) {
+      T* dst = P + r * K;
+      for (Index ky = 0; ky < g.kh; ++ky) {
+        const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        for (Index kx = 0; kx < g.kw; ++kx, dst += C) {
+          const Index ix = ox * g.sw - g.pw + kx * g.dw;
+          if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
+            std::memset(dst, 0, sizeof(T) * C);
+          else
+            std::memcpy(dst, a + (iy * g.W + ix) * C, sizeof(T) * C);
+        }
+      }
+    }
+}
+
+// acc += the patches G (rows, ld) from column `col` on, scattered back to one sample's image.
+template <class T>
+void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index y1, T* acc) {
+  const Index C = g.C;
+  Index r = 0;
+  for (Index oy = y0; oy < y1; ++oy)
+    for (Index ox = 0; ox < g.Wo; ++ox, ++r) {
+      const T* src = G + r * ld + col;
+      for (Index ky = 0; ky < g.kh; ++ky) {
+        const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        for (Index kx = 0; kx < g.kw; ++kx, src += C) {
+          const Index ix = ox * g.sw - g.pw + kx * g.dw;
+          if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+          T* d = acc + (iy * g.W + ix) * C;
+          for (Index c = 0; c < C; ++c) d[c] += src[c];
+        }
+      }
+    }
+}
+
+struct Tile {
+  Index n, y0, y1;  // sample, output rows [y0, y1)
+  Index phase;      // 0 or 1: tiles of one phase never share input rows
+};
+
+// Tiles of about `target_pixels` output pixels, at least `min_rows` output rows each.
+inline std::vector<Tile> make_tiles(Index N, const Geometry& g, Index target_pixels, Index min_rows, int threads) {
+  Index rows = std::max<Index>(min_rows, (target_pixels + g.Wo - 1) / g.Wo);
+  // enough tiles to keep every thread busy in each phase
+  while (rows > min_rows && N * ((g.Ho + rows - 1) / rows) < 4 * threads) rows = std::max(min_rows, rows / 2);
+  std::vector<Tile> tiles;
+  for (Index n = 0; n < N; ++n)
+    for (Index y = 0, t = 0; y < g.Ho; y += rows, ++t) tiles.push_back({n, y, std::min(g.Ho, y + rows), t % 2});
+  return tiles;
+}
+
+// Runs f(tile) over the tiles on `threads` threads; with `phased`, phase 0 tiles first, then
+// phase 1 (so tiles that scatter into shared input rows never run at the same time).
+template <class F>
+void run_tiles(const std::vector<Tile>& tiles, bool phased, int threads, F&& f) {
+  std::exception_ptr error;
+  std::mutex m;
+  for (Index phase = 0; phase < (phased ? 2 : 1); ++phase) {
+    const Index count = static_cast<Index>(tiles.size());
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+    for (Index t = 0; t < count; ++t) {
+      if (phased && tiles[t].phase != phase) continue;
+      try {
+        f(tiles[t]);
+      } catch (...) {
+        std::lock_guard<std::mutex> g(m);
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  }
+}
+
+// Runs f(begin, end) over [0, total) cut into one range per thread.
+template <class F>
+void parallel_ranges(Index total, int threads, F&& f) {
+  const Index parts = std::max<Index>(1, std::min<Index>(threads, total / 4096));
+  if (parts <= 1) {
+    f(Index(0), total);
+    return;
+  }
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+  for (Index p = 0; p < parts; ++p) f(total * p / parts, total * (p + 1) / parts);
+}
+
+// Runs f(row, first_column, length) over an (N, I) row-major array cut into one flat range per
+// thread, so that a batch of one large image is shared too.
+template <class F>
+void for_segments(Index N, Index I, int threads, F&& f) {
+  parallel_ranges(N * I, threads, [&](Index b, Index e) {
+    for (Index n = b / I; n < N && n * I < e; ++n) {
+      const Index c0 = std::max(b, n * I) - n * I, c1 = std::min(e, (n + 1) * I) - n * I;
+      if (c1 > c0) f(n, c0, c1 - c0);
+    }
+  });
+}
+
+template <class T>
+void fill_zero(T* p, Index count, int threads) {
+  parallel_ranges(count, threads, [&](Index b, Index e) { std::fill(p + b, p + e, T(0)); });
+}
+
+}  // namespace fastlrp::kernels
