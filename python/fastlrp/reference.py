@@ -222,9 +222,11 @@ def lrp(layers, rules, x, target=None):
     logits = acts[-1]
     n = logits.shape[0]
     if target is None or np.ndim(target) < 2:
-        t = logits.argmax(axis=1) if target is None else np.broadcast_to(np.asarray(target), (n,))
-        start = np.zeros_like(logits)
-        start[np.arange(n), t] = logits[np.arange(n), t]
+        flat = logits.reshape(n, -1)  # class indices count in NCHW order
+        t = flat.argmax(axis=1) if target is None else np.broadcast_to(np.asarray(target), (n,))
+        start = np.zeros_like(flat)
+        start[np.arange(n), t] = flat[np.arange(n), t]
+        start = start.reshape(logits.shape)
     else:
         start = np.asarray(target, dtype=np.float64)
     per_layer = [start]
