@@ -1,11 +1,42 @@
 // Build information and thread control.
 #include <pybind11/pybind11.h>
 
+#include <chrono>
+
 #include "fastlrp/common.hpp"
 
 namespace py = pybind11;
 
 namespace fastlrp::bindings {
+
+// GFLOP/s of independent fused multiply-adds on `threads` threads: the ceiling that the
+// benchmarks compare the GEMMs with, measured on the machine they run on.
+static double fma_peak(double seconds, int threads) {
+  typedef float v16 __attribute__((vector_size(64)));
+  const long reps = 1 << 20;
+  double total_flops = 0, elapsed = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(threads) reduction(+ : total_flops)
+  {
+    v16 acc[24], x, y;
+    for (int i = 0; i < 24; ++i)
+      for (int j = 0; j < 16; ++j) acc[i][j] = 0.001f * static_cast<float>(i + j);
+    for (int j = 0; j < 16; ++j) x[j] = 0.99999f, y[j] = 1e-5f;
+    long done = 0;
+    do {
+      for (long k = 0; k < reps; ++k)
+#pragma GCC unroll 24
+        for (int i = 0; i < 24; ++i) acc[i] = acc[i] * x + y;
+      done += reps;
+    } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds);
+    float sink = 0;
+    for (int i = 0; i < 24; ++i) sink += acc[i][0];
+    if (sink == 12345.f) done += 1;  // keeps the loop from being optimised away
+    total_flops += 2.0 * 16 * 24 * static_cast<double>(done);
+  }
+  elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return total_flops / elapsed / 1e9;
+}
 
 void register_info(py::module_& m) {
   m.def("has_openmp", []() {
@@ -27,6 +58,13 @@ void register_info(py::module_& m) {
   m.def("set_num_threads", &fastlrp::set_num_threads, py::arg("n"), "Threads for every kernel (0: all cores).");
   m.def("get_num_threads", &fastlrp::num_threads, "Threads the kernels use.");
   m.def("max_threads", &fastlrp::max_threads, "Cores available.");
+  m.def(
+      "fma_peak",
+      [](double seconds, int threads) {
+        py::gil_scoped_release release;  // pure arithmetic on local registers
+        return fma_peak(seconds, threads);
+      },
+      py::arg("seconds") = 0.5, py::arg("threads") = 1, "Measured GFLOP/s of an FMA loop (the machine's ceiling).");
 }
 
 }  // namespace fastlrp::bindings

@@ -23,6 +23,7 @@ struct Conv2d {
   RowMatrix<T> Wx;           // Flat: ones (cout, K); WSquare: W^2 (lin.Wcat)
   RowMatrix<T> fixed;        // (Ho*Wo, cout): Flat/WSquare denominators, ZBox shift per position
   RowVector<T> low, high;    // ZBox bounds over the input image (H*W*C)
+  RowMatrix<T> Wp;           // two-weight rules: W^+
 
   Index in_size() const { return g.in_size(); }
   Index out_size() const { return g.pixels_out() * cout; }
@@ -31,6 +32,8 @@ struct Conv2d {
     cout = lin.W.rows();
     lin.prepare({}, {});
     const Index K = g.K(), P = g.pixels_out();
+    if (lin.rule.kind == RuleKind::ZPlus || lin.rule.kind == RuleKind::AlphaBeta || lin.rule.kind == RuleKind::Gamma)
+      Wp = lin.W.cwiseMax(T(0));
     auto patches_of = [&](const RowVector<T>& img) {
       RowMatrix<T> M(P, K);
       im2col(img.data(), g, 0, g.Ho, M.data());
@@ -63,10 +66,10 @@ struct Conv2d {
     run_tiles(tiles, false, threads, [&](const Tile& t) {
       Workspace& ws = thread_workspace();
       const auto mark = ws.mark();
-      const Index rows = (t.y1 - t.y0) * g.Wo;
+      const Index rows = t.pixels(g);
       MatrixMap<T> patches = ws.matrix<T>(rows, K);
-      im2col(A.row(t.n).data(), g, t.y0, t.y1, patches.data());
-      MatrixMap<T> Zt(Z.data() + (t.n * P + t.y0 * g.Wo) * cout, rows, cout);
+      im2col_tile(A.data(), g, t, patches.data());
+      MatrixMap<T> Zt(Z.data() + t.first_pixel(g) * cout, rows, cout);
       Zt.noalias() = patches * lin.W.transpose();
       Zt.rowwise() += lin.b;
       ws.release(mark);
@@ -87,17 +90,17 @@ struct Conv2d {
     MatrixMap<T> acc = ws.matrix<T>(extra * N, I);
     fill_zero(Rin.data(), N * I, threads);
     fill_zero(acc.data(), extra * N * I, threads);
-    auto acc_of = [&](Index b, Index n) { return b == 0 ? Rin.row(n).data() : acc.row((b - 1) * N + n).data(); };
+    auto acc_of = [&](Index b) { return b == 0 ? Rin.data() : acc.data() + (b - 1) * N * I; };
 
     const auto tiles = make_tiles(N, g, kTilePixels, g.phase_rows(), threads);
     run_tiles(tiles, true, threads, [&](const Tile& t) {
       Workspace& tw = thread_workspace();
       const auto mark = tw.mark();
-      const Index rows = (t.y1 - t.y0) * g.Wo, first = t.n * P + t.y0 * g.Wo;
+      const Index rows = t.pixels(g), first = t.first_pixel(g);
       const ConstMatrixMap<T> Rt(R.data() + first * cout, rows, cout), Zt(Z.data() + first * cout, rows, cout);
       auto patches = [&]() {
         MatrixMap<T> p = tw.matrix<T>(rows, K);
-        im2col(A.row(t.n).data(), g, t.y0, t.y1, p.data());
+        im2col_tile(A.data(), g, t, p.data());
         return p;
       };
       switch (kind) {
@@ -106,7 +109,7 @@ struct Conv2d {
           stabilized_ratio(Rt, Zt, T(lin.rule.epsilon), S);
           MatrixMap<T> G = tw.matrix<T>(rows, K);
           G.noalias() = S * lin.W;
-          col2im(G.data(), K, 0, g, t.y0, t.y1, acc_of(0, t.n));
+          col2im_tile(G.data(), K, 0, g, t, acc_of(0));
           break;
         }
         case RuleKind::ZPlus:
@@ -120,38 +123,63 @@ struct Conv2d {
             pc.rightCols(K) = p.cwiseMin(T(0));
             S.noalias() = pc * lin.UVVU.topRows(nz).transpose();
           } else {
-            S.noalias() = p * lin.UV.topRows(nz).transpose();
+            // Without negative inputs every product of the rule follows from the forward
+            // output z - b = P W^T and one more product Q = P (W^+)^T, as P (W^-)^T = z - b - Q:
+            // ZPlus z1 = Q; AlphaBeta z1 = Q, z2 = z - b - Q;
+            // Gamma z1 = P (W + g W^+)^T = z - b + g Q, z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q.
+            auto S1 = S.leftCols(cout);
+            S1.noalias() = p * Wp.transpose();
+            if (second) {
+              auto S2 = S.rightCols(cout);
+              const T gm = T(lin.rule.gamma);
+              for (Index r = 0; r < rows; ++r) {
+                auto zb = Zt.row(r).array() - lin.b.array();
+                auto q = S1.row(r).array();
+                if (kind == RuleKind::Gamma) {
+                  S2.row(r).array() = (T(1) + gm) * zb - gm * q;
+                  q = zb + gm * q;
+                } else {
+                  S2.row(r).array() = zb - q;
+                }
+              }
+            }
           }
           two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, second);
           const Index width = signed_input ? 2 * K : K;
           MatrixMap<T> G = tw.matrix<T>(rows, width);
           if (signed_input) {
             G.noalias() = S * lin.UVVU.topRows(nz);
-            col2im(G.data(), width, K, g, t.y0, t.y1, acc_of(1, t.n));
+            col2im_tile(G.data(), width, K, g, t, acc_of(1));
           } else {
             G.noalias() = S * lin.UV.topRows(nz);
           }
-          col2im(G.data(), width, 0, g, t.y0, t.y1, acc_of(0, t.n));
+          col2im_tile(G.data(), width, 0, g, t, acc_of(0));
           break;
         }
         case RuleKind::ZBox: {
-          MatrixMap<T> p = patches();
+          // sum_i a_i w_ij is the forward output without its bias: no product needed
           MatrixMap<T> S = tw.matrix<T>(rows, cout);
-          S.noalias() = p * lin.W.transpose();
-          S -= fixed.middleRows(t.y0 * g.Wo, rows);
+          S = Zt;
+          S.rowwise() -= lin.b;
+          for (Index n = t.n0; n < t.n1; ++n) S.middleRows((n - t.n0) * (rows / (t.n1 - t.n0)), rows / (t.n1 - t.n0)) -= fixed.middleRows(t.y0 * g.Wo, rows / (t.n1 - t.n0));
           stabilized_ratio(Rt, S, T(kStabilizer), S);
           MatrixMap<T> G = tw.matrix<T>(rows, 3 * K);
           G.noalias() = S * lin.Wcat;
-          for (Index b = 0; b < 3; ++b) col2im(G.data(), 3 * K, b * K, g, t.y0, t.y1, acc_of(b, t.n));
+          for (Index b = 0; b < 3; ++b) col2im_tile(G.data(), 3 * K, b * K, g, t, acc_of(b));
           break;
         }
         case RuleKind::WSquare:
         case RuleKind::Flat: {
           MatrixMap<T> S = tw.matrix<T>(rows, cout);
-          stabilized_ratio(Rt, fixed.middleRows(t.y0 * g.Wo, rows), T(kStabilizer), S);
+          {
+            const Index per = rows / (t.n1 - t.n0);  // the denominators repeat for every image
+            for (Index n = t.n0; n < t.n1; ++n)
+              stabilized_ratio(Rt.middleRows((n - t.n0) * per, per), fixed.middleRows(t.y0 * g.Wo, per), T(kStabilizer),
+                               S.middleRows((n - t.n0) * per, per));
+          }
           MatrixMap<T> G = tw.matrix<T>(rows, K);
           G.noalias() = S * (kind == RuleKind::Flat ? Wx : lin.Wcat);
-          col2im(G.data(), K, 0, g, t.y0, t.y1, acc_of(0, t.n));
+          col2im_tile(G.data(), K, 0, g, t, acc_of(0));
           break;
         }
         case RuleKind::Pass:

@@ -43,8 +43,18 @@ void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
   for (Index oy = y0; oy < y1; ++oy)
     for (Index ox = 0; ox < g.Wo; ++ox, ++r) {
       T* dst = P + r * K;
+      const Index ix0 = ox * g.sw - g.pw;
+      const bool row_inside = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.W;
       for (Index ky = 0; ky < g.kh; ++ky) {
         const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        if (row_inside) {  // the kernel row's kw*C values are contiguous in the image
+          if (iy < 0 || iy >= g.H)
+            std::memset(dst, 0, sizeof(T) * C * g.kw);
+          else
+            std::memcpy(dst, a + (iy * g.W + ix0) * C, sizeof(T) * C * g.kw);
+          dst += C * g.kw;
+          continue;
+        }
         for (Index kx = 0; kx < g.kw; ++kx, dst += C) {
           const Index ix = ox * g.sw - g.pw + kx * g.dw;
           if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
@@ -64,8 +74,18 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
   for (Index oy = y0; oy < y1; ++oy)
     for (Index ox = 0; ox < g.Wo; ++ox, ++r) {
       const T* src = G + r * ld + col;
+      const Index ix0 = ox * g.sw - g.pw;
+      const bool row_inside = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.W;
       for (Index ky = 0; ky < g.kh; ++ky) {
         const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        if (row_inside) {  // one contiguous run of kw*C values
+          if (iy >= 0 && iy < g.H) {
+            T* d = acc + (iy * g.W + ix0) * C;
+            for (Index c = 0; c < C * g.kw; ++c) d[c] += src[c];
+          }
+          src += C * g.kw;
+          continue;
+        }
         for (Index kx = 0; kx < g.kw; ++kx, src += C) {
           const Index ix = ox * g.sw - g.pw + kx * g.dw;
           if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
@@ -77,19 +97,44 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
 }
 
 struct Tile {
-  Index n, y0, y1;  // sample, output rows [y0, y1)
-  Index phase;      // 0 or 1: tiles of one phase never share input rows
+  Index n0, n1;  // samples [n0, n1); with more than one, whole images
+  Index y0, y1;  // output rows [y0, y1) of each
+  Index phase;   // 0 or 1: tiles of one phase never share input rows
+  Index pixels(const Geometry& g) const { return (n1 - n0) * (y1 - y0) * g.Wo; }
+  Index first_pixel(const Geometry& g) const { return n0 * g.pixels_out() + y0 * g.Wo; }
 };
 
-// Tiles of about `target_pixels` output pixels, at least `min_rows` output rows each.
+// Tiles of about `target_pixels` output pixels: several whole small images, or bands of at
+// least `min_rows` output rows of a large one. The output pixels of a tile are consecutive
+// rows of the (N*Ho*Wo, C) output, so each tile is one GEMM.
 inline std::vector<Tile> make_tiles(Index N, const Geometry& g, Index target_pixels, Index min_rows, int threads) {
+  std::vector<Tile> tiles;
+  const Index per_image = g.pixels_out();
+  if (per_image * 2 <= target_pixels) {  // small images: whole images per tile, no shared rows
+    Index images = std::max<Index>(1, target_pixels / per_image);
+    while (images > 1 && (N + images - 1) / images < 2 * threads) images = (images + 1) / 2;
+    for (Index n = 0; n < N; n += images) tiles.push_back({n, std::min(N, n + images), 0, g.Ho, 0});
+    return tiles;
+  }
   Index rows = std::max<Index>(min_rows, (target_pixels + g.Wo - 1) / g.Wo);
   // enough tiles to keep every thread busy in each phase
   while (rows > min_rows && N * ((g.Ho + rows - 1) / rows) < 4 * threads) rows = std::max(min_rows, rows / 2);
-  std::vector<Tile> tiles;
   for (Index n = 0; n < N; ++n)
-    for (Index y = 0, t = 0; y < g.Ho; y += rows, ++t) tiles.push_back({n, y, std::min(g.Ho, y + rows), t % 2});
+    for (Index y = 0, t = 0; y < g.Ho; y += rows, ++t) tiles.push_back({n, n + 1, y, std::min(g.Ho, y + rows), t % 2});
   return tiles;
+}
+
+// im2col / col2im over a tile: image by image (x, acc: row n of an (N, H*W*C) matrix).
+template <class T>
+void im2col_tile(const T* x, const Geometry& g, const Tile& t, T* P) {
+  const Index per = (t.y1 - t.y0) * g.Wo * g.K();
+  for (Index n = t.n0; n < t.n1; ++n) im2col(x + n * g.in_size(), g, t.y0, t.y1, P + (n - t.n0) * per);
+}
+
+template <class T>
+void col2im_tile(const T* G, Index ld, Index col, const Geometry& g, const Tile& t, T* acc) {
+  const Index per = (t.y1 - t.y0) * g.Wo * ld;
+  for (Index n = t.n0; n < t.n1; ++n) col2im(G + (n - t.n0) * per, ld, col, g, t.y0, t.y1, acc + n * g.in_size());
 }
 
 // Runs f(tile) over the tiles on `threads` threads; with `phased`, phase 0 tiles first, then

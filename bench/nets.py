@@ -1,0 +1,102 @@
+"""The networks of shared/specs/peers.md with He-initialised random weights (fixed seed), as
+fastlrp models and, for the peers, as torch modules with the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fastlrp as fl
+
+VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+def _he(rng, shape, fan_in, dtype):
+    return (rng.normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def lenet_spec():
+    """[(kind, params)]: conv 1->32 5x5, ReLU, maxpool 2; conv 32->64 5x5, ReLU, maxpool 2;
+    flatten; dense 1024->512, ReLU; dense 512->10. Input 1x28x28."""
+    return [("conv", (32, 1, 5)), ("relu",), ("max", 2), ("conv", (64, 32, 5)), ("relu",), ("max", 2), ("flatten",),
+            ("dense", (512, 1024)), ("relu",), ("dense", (10, 512))], (1, 28, 28)
+
+
+def vgg16_spec():
+    """VGG-16 configuration D without batch norm, 3x224x224 input, 1000 classes."""
+    spec, c = [], 3
+    for v in VGG16_CFG:
+        if v == "M":
+            spec.append(("max", 2))
+        else:
+            spec += [("conv", (v, c, 3), 1), ("relu",)]
+            c = v
+    spec += [("flatten",), ("dense", (4096, 512 * 7 * 7)), ("relu",), ("dropout",), ("dense", (4096, 4096)), ("relu",),
+             ("dropout",), ("dense", (1000, 4096))]
+    return spec, (3, 224, 224)
+
+
+def build(spec, seed=0, dtype=np.float32):
+    """(fastlrp.Sequential, list of (kind, weight, bias, extra)) from a spec."""
+    rng = np.random.default_rng(seed)
+    layers, params = [], []
+    for item in spec:
+        kind = item[0]
+        if kind == "conv":
+            o, i, k = item[1]
+            pad = item[2] if len(item) > 2 else 0
+            w, b = _he(rng, (o, i, k, k), i * k * k, dtype), (rng.normal(size=o) * 0.01).astype(dtype)
+            layers.append(fl.Conv2d(w, b, padding=pad))
+            params.append(("conv", w, b, pad))
+        elif kind == "dense":
+            o, i = item[1]
+            w, b = _he(rng, (o, i), i, dtype), (rng.normal(size=o) * 0.01).astype(dtype)
+            layers.append(fl.Dense(w, b))
+            params.append(("dense", w, b, None))
+        elif kind == "relu":
+            layers.append(fl.ReLU())
+            params.append(("relu", None, None, None))
+        elif kind == "max":
+            layers.append(fl.MaxPool2d(item[1]))
+            params.append(("max", None, None, item[1]))
+        elif kind == "flatten":
+            layers.append(fl.Flatten())
+            params.append(("flatten", None, None, None))
+        elif kind == "dropout":
+            layers.append(fl.Dropout())
+            params.append(("dropout", None, None, None))
+    return fl.Sequential(layers), params
+
+
+def to_torch(params, torch):
+    mods = []
+    for kind, w, b, extra in params:
+        if kind == "conv":
+            m = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], padding=extra)
+        elif kind == "dense":
+            m = torch.nn.Linear(w.shape[1], w.shape[0])
+        elif kind == "relu":
+            m = torch.nn.ReLU()
+        elif kind == "max":
+            m = torch.nn.MaxPool2d(extra)
+        elif kind == "flatten":
+            m = torch.nn.Flatten()
+        else:
+            m = torch.nn.Dropout()
+        if w is not None:
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(w))
+                m.bias.copy_(torch.from_numpy(b))
+        mods.append(m)
+    return torch.nn.Sequential(*mods).eval()
+
+
+def conv_flops(model, sample_shape) -> int:
+    """Multiply-adds x 2 of the Conv2d and Dense layers' forward pass, per sample."""
+    shapes = model.shapes(sample_shape)
+    total = 0
+    for layer, out in zip(model.layers, shapes[1:]):
+        if isinstance(layer, fl.Conv2d):
+            total += 2 * int(np.prod(out)) * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, fl.Dense):
+            total += 2 * layer.in_features * layer.out_features
+    return total
