@@ -61,7 +61,7 @@ struct Conv2d {
   }
 
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
-    const Index N = A.rows(), K = g.K(), P = g.pixels_out();
+    const Index N = A.rows(), K = g.K();
     const auto tiles = make_tiles(N, g, kTilePixels, 1, threads);
     run_tiles(tiles, false, threads, [&](const Tile& t) {
       Workspace& ws = thread_workspace();
@@ -78,7 +78,7 @@ struct Conv2d {
 
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
                 Workspace& ws, int threads) const {
-    const Index N = A.rows(), K = g.K(), P = g.pixels_out(), I = g.in_size();
+    const Index N = A.rows(), K = g.K(), I = g.in_size();
     const RuleKind kind = lin.rule.kind;
     const bool two_weight = kind == RuleKind::ZPlus || kind == RuleKind::AlphaBeta || kind == RuleKind::Gamma;
     const bool signed_input = two_weight && N > 0 && A.minCoeff() < T(0);
