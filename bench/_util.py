@@ -86,7 +86,8 @@ def table(headers, rows) -> str:
 
 
 def rate(n, t):
-    return f"{n / t:,.0f}"
+    r = n / t
+    return f"{r:,.0f}" if r >= 100 else f"{r:.2f}"
 
 
 def rel_error(a, b) -> float:

@@ -27,6 +27,15 @@ RowVector<T> as_row(const CArray<T>& a) {
   return Eigen::Map<const RowVector<T>>(a.data(), a.size());
 }
 
+// Keeps a numpy array alive while C++ views its data; released with the GIL held.
+template <class T>
+std::shared_ptr<const void> keep_alive(const CArray<T>& a) {
+  return std::shared_ptr<const void>(new py::object(a), [](const void* p) {
+    py::gil_scoped_acquire gil;
+    delete static_cast<const py::object*>(p);
+  });
+}
+
 RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double gamma) {
   if (kind < 0 || kind > static_cast<int>(RuleKind::Flat)) throw std::invalid_argument("unknown rule kind " + std::to_string(kind));
   RuleParams r;
@@ -47,17 +56,17 @@ void bind_for(py::module_& m, const char* name) {
           "add_dense",
           [](Net& net, const CArray<T>& W, const CArray<T>& b, int rule, double epsilon, double alpha, double beta,
              double gamma, const CArray<T>& low, const CArray<T>& high) {
-            RowMatrix<T> w = as_matrix(W, "weight");
+            ConstMatrixMap<T> w = as_matrix(W, "weight");
             if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
             std::vector<T> lo(low.data(), low.data() + low.size()), hi(high.data(), high.data() + high.size());
             RuleParams rp = make_rule(rule, epsilon, alpha, beta, gamma);
             if (rp.kind == RuleKind::ZBox && (static_cast<Index>(lo.size()) != w.cols() || static_cast<Index>(hi.size()) != w.cols()))
               throw std::invalid_argument("ZBox bounds must have one entry per input feature");
-            net.add_dense(std::move(w), as_row(b), rp, lo, hi);
+            net.add_dense(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), rp, lo, hi);
           },
           py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"),
           py::arg("beta"), py::arg("gamma"), py::arg("low").noconvert(), py::arg("high").noconvert(),
-          "Append a Dense layer with its rule; modified weights are prepared here, once.")
+          "Append a Dense layer with its rule (the weight array is kept and viewed, not copied; it must not change).")
       .def(
           "add_activation",
           [](Net& net, int kind, double param, Index width) {
@@ -90,9 +99,10 @@ void bind_for(py::module_& m, const char* name) {
             g.pw = pw;
             g.dh = dh;
             g.dw = dw;
-            RowMatrix<T> w = as_matrix(weight, "conv weight");
+            ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
             if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
-            net.add_conv(g, std::move(w), as_row(bias), make_rule(rule, epsilon, alpha, beta, gamma),
+            net.add_conv(g, w.data(), w.rows(), w.cols(), keep_alive(weight), as_row(bias),
+                         make_rule(rule, epsilon, alpha, beta, gamma),
                          std::vector<T>(low.data(), low.data() + low.size()),
                          std::vector<T>(high.data(), high.data() + high.size()));
           },

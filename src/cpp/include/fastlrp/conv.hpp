@@ -116,44 +116,52 @@ struct Conv2d {
         case RuleKind::AlphaBeta:
         case RuleKind::Gamma: {
           MatrixMap<T> p = patches();
+          if (signed_input) {  // as Dense::two_weight_backward, on the patches
+            const Index o = cout;
+            MatrixMap<T> pp = tw.matrix<T>(rows, K), pn = tw.matrix<T>(rows, K);
+            pp = p.cwiseMax(T(0));
+            pn = p.cwiseMin(T(0));
+            MatrixMap<T> S = tw.matrix<T>(rows, 2 * o), Q = tw.matrix<T>(rows, 2 * o);
+            S.noalias() = pp * lin.UV.transpose();
+            Q.noalias() = pn * lin.UV.transpose();
+            S.leftCols(o) += Q.rightCols(o);
+            S.rightCols(o) += Q.leftCols(o);
+            two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, true);
+            if (!second) S.rightCols(o).setZero();
+            Q.leftCols(o) = S.rightCols(o);
+            Q.rightCols(o) = S.leftCols(o);
+            MatrixMap<T> G = tw.matrix<T>(rows, K);
+            G.noalias() = S * lin.UV;
+            col2im_tile(G.data(), K, 0, g, t, acc_of(0));
+            G.noalias() = Q * lin.UV;
+            col2im_tile(G.data(), K, 0, g, t, acc_of(1));
+            break;
+          }
           MatrixMap<T> S = tw.matrix<T>(rows, nz);
-          if (signed_input) {
-            MatrixMap<T> pc = tw.matrix<T>(rows, 2 * K);
-            pc.leftCols(K) = p.cwiseMax(T(0));
-            pc.rightCols(K) = p.cwiseMin(T(0));
-            S.noalias() = pc * lin.UVVU.topRows(nz).transpose();
-          } else {
-            // Without negative inputs every product of the rule follows from the forward
-            // output z - b = P W^T and one more product Q = P (W^+)^T, as P (W^-)^T = z - b - Q:
-            // ZPlus z1 = Q; AlphaBeta z1 = Q, z2 = z - b - Q;
-            // Gamma z1 = P (W + g W^+)^T = z - b + g Q, z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q.
-            auto S1 = S.leftCols(cout);
-            S1.noalias() = p * Wp.transpose();
-            if (second) {
-              auto S2 = S.rightCols(cout);
-              const T gm = T(lin.rule.gamma);
-              for (Index r = 0; r < rows; ++r) {
-                auto zb = Zt.row(r).array() - lin.b.array();
-                auto q = S1.row(r).array();
-                if (kind == RuleKind::Gamma) {
-                  S2.row(r).array() = (T(1) + gm) * zb - gm * q;
-                  q = zb + gm * q;
-                } else {
-                  S2.row(r).array() = zb - q;
-                }
+          // Without negative inputs every product of the rule follows from the forward
+          // output z - b = P W^T and one more product Q = P (W^+)^T, as P (W^-)^T = z - b - Q:
+          // ZPlus z1 = Q; AlphaBeta z1 = Q, z2 = z - b - Q;
+          // Gamma z1 = P (W + g W^+)^T = z - b + g Q, z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q.
+          auto S1 = S.leftCols(cout);
+          S1.noalias() = p * Wp.transpose();
+          if (second) {
+            auto S2 = S.rightCols(cout);
+            const T gm = T(lin.rule.gamma);
+            for (Index r = 0; r < rows; ++r) {
+              auto zb = Zt.row(r).array() - lin.b.array();
+              auto q = S1.row(r).array();
+              if (kind == RuleKind::Gamma) {
+                S2.row(r).array() = (T(1) + gm) * zb - gm * q;
+                q = zb + gm * q;
+              } else {
+                S2.row(r).array() = zb - q;
               }
             }
           }
           two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, second);
-          const Index width = signed_input ? 2 * K : K;
-          MatrixMap<T> G = tw.matrix<T>(rows, width);
-          if (signed_input) {
-            G.noalias() = S * lin.UVVU.topRows(nz);
-            col2im_tile(G.data(), width, K, g, t, acc_of(1));
-          } else {
-            G.noalias() = S * lin.UV.topRows(nz);
-          }
-          col2im_tile(G.data(), width, 0, g, t, acc_of(0));
+          MatrixMap<T> G = tw.matrix<T>(rows, K);
+          G.noalias() = S * lin.UV.topRows(nz);
+          col2im_tile(G.data(), K, 0, g, t, acc_of(0));
           break;
         }
         case RuleKind::ZBox: {

@@ -4,6 +4,7 @@
 // divide, a transposed product and an element-wise multiply -- never an (N, in, out) tensor.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -51,15 +52,27 @@ void two_weight_ratio(const RuleParams& rule, MS&& S, const MR& R, const MZ& Z, 
 
 template <class T>
 struct Dense {
-  RowMatrix<T> W;  // (out, in), as torch.nn.Linear
+  // W (out, in), as torch.nn.Linear: a view of the caller's weights (kept alive by W_keep),
+  // so a model's weights are in memory once, not once per explainer and dtype.
+  Eigen::Map<const RowMatrix<T>> W{nullptr, 0, 0};
+  std::shared_ptr<const void> W_keep;
   RowVector<T> b;  // (out)
   RuleParams rule;
+
+  Dense() = default;
+  Dense(Dense&&) = default;
+  Dense& operator=(Dense&&) = default;
+  Dense(const Dense&) = delete;  // W may view memory that only W_keep owns
+
+  void set_weight(const T* data, Index rows, Index cols, std::shared_ptr<const void> keep) {
+    W_keep = std::move(keep);
+    new (&W) Eigen::Map<const RowMatrix<T>>(data, rows, cols);
+  }
 
   // Prepared once per rule (rules.md's modified weights), reused by every call.
   // Two-weight rules (ZPlus, AlphaBeta, Gamma) use a weight pair (U, V):
   //   z1_j = sum_i a_i^+ u_ij + a_i^- v_ij + bu_j,   z2_j = sum_i a_i^+ v_ij + a_i^- u_ij + bv_j.
-  RowMatrix<T> UV;      // [U; V]           (2out, in): inputs without negative entries
-  RowMatrix<T> UVVU;    // [[U, V], [V, U]] (2out, 2in): signed inputs
+  RowMatrix<T> UV;      // [U; V] (2out, in)
   RowVector<T> bu, bv;
   RowMatrix<T> Wcat;    // ZBox: [W, W^+, W^-] (out, 3in); WSquare: W^2 (out, in)
   RowVector<T> low, high, zbox_shift;  // ZBox bounds (in) and sum_i l_i w_ij^+ + h_i w_ij^-
@@ -74,8 +87,9 @@ struct Dense {
 
   void prepare(const std::vector<T>& low_in, const std::vector<T>& high_in) {
     const Index o = out(), i = in();
-    const RowMatrix<T> Wp = W.cwiseMax(T(0)), Wn = W.cwiseMin(T(0));
     const RowVector<T> bp = b.cwiseMax(T(0)), bn = b.cwiseMin(T(0));
+    const auto Wp = W.cwiseMax(T(0));  // expressions: evaluated only where a rule needs them
+    const auto Wn = W.cwiseMin(T(0));
     switch (rule.kind) {
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
@@ -95,8 +109,6 @@ struct Dense {
         }
         UV.resize(2 * o, i);
         UV << U, V;
-        UVVU.resize(2 * o, 2 * i);
-        UVVU << U, V, V, U;
         break;
       }
       case RuleKind::ZBox: {
@@ -182,24 +194,33 @@ struct Dense {
     const Index nz = second ? 2 * o : o;
     // Inputs after a ReLU have no negative entries: then a^- = 0 and half the products vanish.
     const bool signed_input = n > 0 && A.minCoeff() < T(0);
-    MatrixMap<T> S = ws.matrix<T>(n, nz);
-    MatrixMap<T> Acat = ws.matrix<T>(signed_input ? n : 0, 2 * i);
-    if (signed_input) {
-      Acat.leftCols(i) = A.cwiseMax(T(0));
-      Acat.rightCols(i) = A.cwiseMin(T(0));
-      product_nt<T>(Acat, UVVU.topRows(nz), S, threads);
-    } else {
-      product_nt<T>(A, UV.topRows(nz), S, threads);
-    }
-    two_weight_ratio<T>(rule, S, R, Z, bu, bv, second);
-    if (signed_input) {
-      MatrixMap<T> G = ws.matrix<T>(n, 2 * i);
-      product_nn<T>(S, UVVU.topRows(nz), G, ws, threads);
-      Rin = Acat.leftCols(i).array() * G.leftCols(i).array() + Acat.rightCols(i).array() * G.rightCols(i).array();
-    } else {
-      product_nn<T>(S, UV.topRows(nz), Rin, ws, threads);
+    MatrixMap<T> S = ws.matrix<T>(n, 2 * o);
+    if (!signed_input) {
+      MatrixMap<T> Sn(S.data(), n, nz);
+      product_nt<T>(A, UV.topRows(nz), Sn, threads);
+      two_weight_ratio<T>(rule, Sn, R, Z, bu, bv, second);
+      product_nn<T>(Sn, UV.topRows(nz), Rin, ws, threads);
       Rin.array() *= A.array();
+      return;
     }
+    // Signed inputs: z1 = a+ U^T + a- V^T and z2 = a+ V^T + a- U^T from [a+; a-] [U; V]^T, and
+    // back: g+ = s1 U + s2 V = [s1, s2] [U; V], g- = s1 V + s2 U = [s2, s1] [U; V].
+    MatrixMap<T> Ap = ws.matrix<T>(n, i), An = ws.matrix<T>(n, i);
+    Ap = A.cwiseMax(T(0));
+    An = A.cwiseMin(T(0));
+    MatrixMap<T> Q = ws.matrix<T>(n, 2 * o);
+    product_nt<T>(Ap, UV, S, threads);  // [a+ U^T, a+ V^T]
+    product_nt<T>(An, UV, Q, threads);  // [a- U^T, a- V^T]
+    S.leftCols(o) += Q.rightCols(o);
+    S.rightCols(o) += Q.leftCols(o);
+    two_weight_ratio<T>(rule, S, R, Z, bu, bv, true);
+    if (!second) S.rightCols(o).setZero();
+    Q.leftCols(o) = S.rightCols(o);
+    Q.rightCols(o) = S.leftCols(o);
+    MatrixMap<T> G = ws.matrix<T>(n, i);
+    product_nn<T>(S, UV, Rin, ws, threads);
+    product_nn<T>(Q, UV, G, ws, threads);
+    Rin.array() = Ap.array() * Rin.array() + An.array() * G.array();
   }
 };
 

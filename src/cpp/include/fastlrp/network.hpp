@@ -131,12 +131,14 @@ class Network {
   // Width of the logits: the output before a skipped nonlinearity.
   Index logits_features() const { return skips_last() ? layers.back().in : out_features(); }
 
-  void add_dense(RowMatrix<T> W, RowVector<T> b, RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
+  // W: (out, in) weights that `keep` keeps alive for as long as the network needs them.
+  void add_dense(const T* W, Index out, Index in, std::shared_ptr<const void> keep, RowVector<T> b, RuleParams rule,
+                 const std::vector<T>& low, const std::vector<T>& high) {
     Layer<T> l;
     l.kind = LayerKind::Dense;
-    l.in = W.cols();
-    l.out = W.rows();
-    l.dense.W = std::move(W);
+    l.in = in;
+    l.out = out;
+    l.dense.set_weight(W, out, in, std::move(keep));
     l.dense.b = std::move(b);
     l.dense.rule = rule;
     l.dense.prepare(low, high);
@@ -152,14 +154,14 @@ class Network {
     push(std::move(l));
   }
 
-  void add_conv(const Geometry& g, RowMatrix<T> W, RowVector<T> b, RuleParams rule, const std::vector<T>& low,
-                const std::vector<T>& high) {
+  void add_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
+                RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
     Layer<T> l;
     l.kind = LayerKind::Conv;
     l.conv.g = g;
     l.conv.g.finish();
-    if (W.cols() != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
-    l.conv.lin.W = std::move(W);
+    if (K != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
+    l.conv.lin.set_weight(W, out, K, std::move(keep));
     l.conv.lin.b = std::move(b);
     l.conv.lin.rule = rule;
     if (rule.kind == RuleKind::ZBox && (static_cast<Index>(low.size()) != l.conv.g.in_size() ||
