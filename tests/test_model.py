@@ -230,3 +230,31 @@ def test_load_refuses_bad_files(tmp_path):
     np.savez(p3, __config__=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError):
         fl.load(p3)
+
+
+def test_chunked_explanation_equals_one_batch(rng, tmp_path, capsys):
+    model = random_mlp(rng, [12, 16, 3])
+    lrp = fl.LRP(model, "epsilon_plus_flat")
+    x = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=(2500, 12))
+    x[:] = rng.normal(size=(2500, 12))
+    full = lrp(np.asarray(x))
+    out = np.lib.format.open_memmap(tmp_path / "r.npy", mode="w+", dtype=np.float32, shape=(2500, 12))
+    e = lrp(x, batch_size=700, out=out, progress=True)
+    assert e.relevance is out
+
+    def close(a, b):  # chunks split differently over threads: equal up to float32 rounding
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
+
+    close(np.asarray(out), full.relevance)
+    close(e.output, full.output)
+    np.testing.assert_array_equal(e.targets, full.targets)
+    close(e.conservation, full.conservation)
+    assert "2,500/2,500" in capsys.readouterr().err
+    t = rng.integers(0, 3, size=2500)
+    close(lrp(x, target=t, batch_size=999).relevance, lrp(np.asarray(x), target=t).relevance)
+    lw = lrp(x[:50], layerwise=True, batch_size=7)
+    close(lw.layers[1], lrp(np.asarray(x[:50]), layerwise=True).layers[1])
+    with pytest.raises(ValueError, match="batch_size"):
+        lrp(x, batch_size=0)
+    with pytest.raises(ValueError, match="out"):
+        lrp(x, batch_size=10, out=np.empty((3, 12), np.float32))

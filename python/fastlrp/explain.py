@@ -94,19 +94,31 @@ class LRP:
             rows.append(f"  {k:>3}  {layer!r:<{w}}  =>  {rule!r}{note}")
         return "\n".join(rows)
 
-    def __call__(self, x, target=None, layerwise: bool = False) -> Explanation:
+    def __call__(self, x, target=None, layerwise: bool = False, batch_size: int | None = None, out=None,
+                 progress: bool = False) -> Explanation:
         """Explain a batch.
 
         Parameters
         ----------
-        x : array (N, in_features); float32 or float64 (the input's dtype chooses; other real
-            dtypes are converted to float32).
+        x : array (N, in_features) or (N, C, H, W); float32 or float64 (the input's dtype
+            chooses; other real dtypes are converted to float32). With ``batch_size``, any
+            array that slices, such as an ``np.memmap``.
         target : None, int, N ints, or array (N, out)
             ``None`` explains the predicted class; an int or N ints name the class per sample;
             an array of the output's shape is used as the start relevance as it is.
         layerwise : bool
             Also return the relevance at every layer boundary.
+        batch_size : int, optional
+            Explain ``x`` in chunks of this many samples: memory then grows with the chunk, not
+            with N (apart from the (N, out) logits and (N, layers) conservation figures).
+        out : array of x's shape, optional
+            Where to write the relevance (for example an ``np.memmap``); returned as
+            ``Explanation.relevance``.
+        progress : bool
+            Report progress on stderr.
         """
+        if batch_size is not None or out is not None or progress:
+            return self._chunked(x, target, layerwise, batch_size, out, progress)
         x = self.model._as_input(x)
         shapes = self.model.shapes(x.shape[1:])
         net = self._network(x.dtype.type, shapes)
@@ -120,6 +132,56 @@ class LRP:
             used = _index_order(used, logits_shape, to_nchw=True)
         return Explanation(relevance=rel, output=from_internal(out, logits_shape), layers=layers,
                            conservation=cons, targets=used)
+
+    def _chunked(self, x, target, layerwise, batch_size, out, progress):
+        import sys
+        import time
+
+        if batch_size is None:
+            batch_size = 4096
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if not hasattr(x, "shape") or not hasattr(x, "__getitem__"):
+            x = np.asarray(x)
+        n = int(x.shape[0]) if len(x.shape) else 0
+        first = self.model._as_input(np.asarray(x[:1]))  # checks shape and dtype on one sample
+        dtype = first.dtype
+        if out is not None:
+            if not isinstance(out, np.ndarray):
+                raise TypeError(f"out: expected a numpy array (or memmap), got {type(out).__name__}")
+            if out.shape != tuple(x.shape):
+                raise ValueError(f"out: expected shape {tuple(x.shape)} (the input's), got {out.shape}")
+        else:
+            out = np.empty(tuple(x.shape), dtype=dtype)
+        per_sample = target is not None and not isinstance(target, (int, np.integer)) and np.ndim(target) >= 1
+        if per_sample and len(target) != n:
+            raise ValueError(f"target: expected {n} entries (one per sample), got {len(target)}")
+        if n == 0:
+            return self(np.asarray(x[:0]).astype(dtype, copy=False), target, layerwise)
+        outputs = cons = targets = None  # (N, ...) results, allocated from the first chunk's
+        layers = []
+        t0 = last = time.perf_counter()
+        for i in range(0, n, batch_size):
+            j = min(n, i + batch_size)
+            e = self(np.asarray(x[i:j]).astype(dtype, copy=False), target[i:j] if per_sample else target, layerwise)
+            out[i:j] = e.relevance
+            if outputs is None:
+                outputs = np.empty((n,) + e.output.shape[1:], e.output.dtype)
+                cons = np.empty((n,) + e.conservation.shape[1:], e.conservation.dtype)
+                targets = None if e.targets is None else np.empty(n, np.int64)
+            outputs[i:j] = e.output
+            cons[i:j] = e.conservation
+            if targets is not None:
+                targets[i:j] = e.targets
+            if layerwise:
+                layers.append(e.layers)
+            now = time.perf_counter()
+            if progress and (now - last > 0.5 or j == n):
+                last = now
+                print(f"\rfastlrp: explained {j:,}/{n:,} samples ({100 * j / max(n, 1):.0f} %, "
+                      f"{j / max(now - t0, 1e-9):,.0f}/s)", end="" if j < n else "\n", file=sys.stderr, flush=True)
+        return Explanation(relevance=out, output=outputs, conservation=cons, targets=targets,
+                           layers=[np.concatenate(parts) for parts in zip(*layers)] if layerwise else None)
 
     def _target(self, target, n, logits_shape, dtype):
         if target is None:
