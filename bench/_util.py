@@ -96,3 +96,13 @@ def rel_error(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     nb = np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / nb) if nb > 0 else float(np.linalg.norm(a))
+
+
+def emit(lines, out=None) -> None:
+    """Print the report and, with `out`, write it to that file too."""
+    from pathlib import Path
+
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")

@@ -29,7 +29,7 @@ from fastlrp import composites  # noqa: E402
 from fastlrp._native import core  # noqa: E402
 from fastlrp.model import to_internal  # noqa: E402
 
-from _util import import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
+from _util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
 from nets import build, conv_flops, lenet_spec, to_torch, vgg16_spec  # noqa: E402
 
 NETS = {"lenet": (lenet_spec, (1, 64, 256)), "vgg16": (vgg16_spec, (1, 8))}
@@ -164,10 +164,7 @@ def main():
                      f"(before the call, with the model and input: {base / 2**30:.2f} GiB); weights "
                      f"{weights / 2**30:.2f} GiB + all activations of the batch {acts / 2**30:.2f} GiB = "
                      f"{(weights + acts) / 2**30:.2f} GiB; peak / (weights + activations) = {peak / (weights + acts):.2f}")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fastlrp as fl  # noqa: E402
 from fastlrp import composites, reference, rules  # noqa: E402
 
-from _util import import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
+from _util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
 
 SIZES = [105, 512, 256, 128, 64, 2]
 CASES = {"Epsilon": rules.Epsilon(), "epsilon_plus_flat": "epsilon_plus_flat", "w2_epsilon": "w2_epsilon"}
@@ -150,10 +150,7 @@ def main():
     if peer is not None:
         headers += ["zennit samples/s", "fastlrp / zennit", "same relevance"]
     lines.append(table(headers, rows))
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":
