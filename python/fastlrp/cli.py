@@ -1,9 +1,114 @@
-"""The `fastlrp` command line."""
+"""The `fastlrp` command line: demo, info, explain."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import numpy as np
+
+RULES = ("epsilon", "zplus", "alphabeta", "gamma", "wsquare", "flat", "zbox")
+
+
+def load_model(path: str):
+    """A model from a file, by extension (so far: fastlrp's native .npz)."""
+    from .model import load
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        return load(path)
+    raise ValueError(f"{path}: unsupported model format {suffix or '(none)'!r}; supported: .npz (fastlrp native)")
+
+
+def load_input(path: str) -> np.ndarray:
+    """Samples from .npy, .npz (its only array, or the one named 'x') or .csv (numbers only)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False, mmap_mode="r")
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            key = "x" if "x" in names else names[0] if len(names) == 1 else None
+            if key is None:
+                raise ValueError(f"{path}: several arrays ({', '.join(names)}); name the input 'x'")
+            return z[key]
+    if suffix == ".csv":
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
+        except ValueError as exc:
+            raise ValueError(f"{path}: expected a CSV of numbers only ({exc})") from None
+    raise ValueError(f"{path}: unsupported input format {suffix or '(none)'!r}; supported: .npy, .npz, .csv")
+
+
+def parse_rule(spec: str):
+    """'epsilon', 'epsilon:0.1', 'alphabeta:2' (beta = alpha - 1), 'gamma:0.25', 'zbox:-3,3'."""
+    from . import rules
+
+    name, _, param = spec.partition(":")
+    name = name.strip().lower()
+    try:
+        values = [float(v) for v in param.split(",")] if param else []
+    except ValueError:
+        raise ValueError(f"--rule {spec!r}: parameters must be numbers") from None
+    makers = {
+        "epsilon": lambda: rules.Epsilon(*values[:1]), "zplus": rules.ZPlus, "wsquare": rules.WSquare,
+        "flat": rules.Flat, "gamma": lambda: rules.Gamma(*values[:1]),
+        "alphabeta": lambda: rules.AlphaBeta(values[0], values[0] - 1) if values else rules.AlphaBeta(),
+        "zbox": lambda: rules.ZBox(*values[:2]) if len(values) == 2 else (_ for _ in ()).throw(
+            ValueError("--rule zbox needs low,high, e.g. zbox:-3,3")),
+    }
+    if name not in makers:
+        raise ValueError(f"--rule {spec!r}: unknown rule; expected one of {', '.join(RULES)}")
+    return makers[name]()
+
+
+def composite_of(args):
+    from . import composites
+
+    if args.rule:
+        return parse_rule(args.rule)
+    return composites.get(args.composite)
+
+
+def cmd_info(args):
+    from .explain import LRP
+
+    model = load_model(args.model)
+    n_params = sum(int(getattr(l, a).size) for l in model.layers for a in ("weight", "bias", "mean", "var")
+                   if hasattr(l, a))
+    print(f"{args.model}: {len(model.layers)} layers, {n_params:,} parameters")
+    if model.in_features is not None:
+        print(f"input: {model.in_features} features" + (f", output: {model.out_features}" if model.out_features else ""))
+    elif model.takes_images:
+        print("input: NCHW images")
+    print(LRP(model, composite_of(args)))
+
+
+def cmd_explain(args):
+    from .explain import LRP
+
+    model = load_model(args.model)
+    x = load_input(args.input)
+    lrp = LRP(model, composite_of(args))
+    target = args.target
+    e = lrp(x, target=target, layerwise=args.layerwise, batch_size=args.batch_size,
+            progress=len(x) > args.batch_size)
+    arrays = {"relevance": np.asarray(e.relevance), "output": e.output, "conservation": e.conservation}
+    if e.targets is not None:
+        arrays["targets"] = e.targets
+    if args.layerwise:
+        arrays.update({f"layer{k}": a for k, a in enumerate(e.layers)})
+    np.savez(args.out, **arrays)
+    print(f"explained {len(x):,} samples with {lrp.composite.name}; wrote {args.out}")
+    if args.plot:
+        from . import plot
+
+        r = np.asarray(e.relevance)
+        fig = plot.heatmap(r[0], image=np.asarray(x[0])) if r.ndim == 4 else plot.features(
+            r[0], [f"x{k}" for k in range(r.shape[1])], title="sample 0")
+        fig.savefig(args.plot, dpi=110)
+        print(f"wrote {args.plot}")
 
 
 def main(argv=None) -> int:
@@ -14,12 +119,42 @@ def main(argv=None) -> int:
                                       "test set: accuracy, relevance per attribute, PNG charts.")
     demo.add_argument("--out", default="fastlrp-demo", help="folder for the PNGs and relevance.npz (default: %(default)s)")
     demo.add_argument("--composite", default="w2_epsilon", help="composite preset (default: %(default)s)")
+
+    def rule_options(p):
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--composite", default="epsilon_plus_flat",
+                       help="composite preset: epsilon_plus, epsilon_plus_flat, epsilon_alpha2_beta1, "
+                            "epsilon_alpha2_beta1_flat, w2_epsilon (default: %(default)s)")
+        g.add_argument("--rule", help="one rule for every Dense/Conv2d layer, NAME[:PARAM]: epsilon[:eps], zplus, "
+                                      "alphabeta[:alpha], gamma[:gamma], wsquare, flat, zbox:low,high")
+
+    info = sub.add_parser("info", help="layers, shapes, parameter count and the rule each layer gets",
+                          description="Describe a model and the rule each layer would get.")
+    info.add_argument("model", help="model file (.npz: fastlrp native)")
+    rule_options(info)
+
+    ex = sub.add_parser("explain", help="explain the samples of a file and save the relevance",
+                        description="Explain every sample of INPUT with MODEL and save the results to an .npz "
+                                    "(relevance, output logits, conservation, targets, and per-layer relevance "
+                                    "with --layerwise).")
+    ex.add_argument("model", help="model file (.npz: fastlrp native)")
+    ex.add_argument("input", help="samples: .npy, .npz (array 'x' or its only array) or .csv of numbers")
+    rule_options(ex)
+    ex.add_argument("--target", type=int, help="class to explain for every sample (default: the predicted class)")
+    ex.add_argument("--layerwise", action="store_true", help="also save the relevance at every layer boundary")
+    ex.add_argument("--batch-size", type=int, default=8192, help="samples per chunk (default: %(default)s)")
+    ex.add_argument("--out", required=True, help="output .npz")
+    ex.add_argument("--plot", help="also write a PNG of the first sample's relevance")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             from .demo import run
 
             run(args.out, args.composite)
+        elif args.command == "info":
+            cmd_info(args)
+        else:
+            cmd_explain(args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"fastlrp {args.command}: error: {exc}", file=sys.stderr)
         return 1
