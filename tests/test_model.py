@@ -258,3 +258,16 @@ def test_chunked_explanation_equals_one_batch(rng, tmp_path, capsys):
         lrp(x, batch_size=0)
     with pytest.raises(ValueError, match="out"):
         lrp(x, batch_size=10, out=np.empty((3, 12), np.float32))
+
+
+@pytest.mark.parametrize("name", ["epsilon_plus", "epsilon_alpha2_beta1", "w2_epsilon", "epsilon_plus_flat"])
+def test_extreme_magnitudes_never_give_nan(name, rng):
+    model = random_mlp(rng, [6, 8, 3], dtype=np.float32)
+    lrp = fl.LRP(model, name)
+    for scale in (1e-30, 1e-38, 1e20, 1e30):  # tiny (down to subnormal) and huge but representable
+        e = lrp((rng.normal(size=(4, 6)) * scale).astype(np.float32))
+        assert np.isfinite(e.relevance).all() and np.isfinite(e.output).all(), scale
+    zero = lrp(np.zeros((2, 6), np.float32))
+    assert np.isfinite(zero.relevance).all()
+    with pytest.raises(ValueError, match="overflowed float32"):
+        lrp(np.full((2, 6), 3e38, np.float32))  # finite, but the forward pass overflows float32

@@ -298,6 +298,12 @@ class Network {
       if (layerwise) rows_of(e.layers[0], r0, n) = R;
       ws.trim();
     });
+    // Finite inputs and weights can still overflow the dtype on the way (activations past
+    // ~3e38 in float32): say so instead of handing back Inf or NaN.
+    if (!e.relevance.allFinite() || !e.output.allFinite())
+      throw std::invalid_argument(std::string("the explanation overflowed ") + (sizeof(T) == 4 ? "float32" : "float64") +
+                                  " (Inf or NaN in the activations or relevances): inputs or weights are too large "
+                                  "for this dtype; rescale them or use float64");
     return e;
   }
 
