@@ -216,7 +216,7 @@ def test_batchnorm2d_folding_keeps_forward(rng):
 def test_cnn_thread_counts_agree_and_repeat_bitwise(threads, rng):
     model = small_cnn(rng, dtype=np.float32)
     x = rng.normal(size=(5, 2, 14, 14)).astype(np.float32)
-    lrp = fl.LRP(model, "epsilon_gamma_box" if False else "epsilon_plus_flat")
+    lrp = fl.LRP(model, "epsilon_plus_flat")
     fl.set_num_threads(1)
     ref = lrp(x).relevance
     fl.set_num_threads(threads)
