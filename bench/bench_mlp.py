@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fastlrp as fl  # noqa: E402
-from fastlrp import composites, reference, rules  # noqa: E402
+from fastlrp import reference, rules  # noqa: E402
 
 from _util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import composites as C
 from . import layers as L
-from .model import Sequential, build_network, from_internal, image_vector, to_internal
+from .model import Sequential, build_network, from_internal, to_internal
 from .rules import ZBox
 
 __all__ = ["LRP", "Explanation"]

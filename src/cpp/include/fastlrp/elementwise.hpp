@@ -65,12 +65,7 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
 template <class T>
 struct Affine {
   RowVector<T> scale, shift;
-  RuleParams rule;  // Epsilon (as a diagonal linear map) or Pass
-
-  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y) const {
-    Y.array() = A.array().rowwise() * scale.array();
-    Y.rowwise() += shift;
-  }
+  RuleParams rule;  // Epsilon (as a diagonal linear map) or Pass; forward: Layer::forward, by segments
 
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin) const {
     if (rule.kind == RuleKind::Pass) {
