@@ -337,13 +337,13 @@ def build_network(layers, dtype, shapes, rules=None):
             low, high = c(image_vector(lo, shape)), c(image_vector(hi, shape))
         if isinstance(layer, L.Dense):
             rule = rule or Epsilon()
-            net.add_dense(c(layer.weight), c(layer.bias), rule._kind, *rule._params(), low, high)
+            net.add_dense(c(layer.weight), c(layer.bias), rule._kind, *rule._params(), rule._stabilizer, low, high)
         elif isinstance(layer, L.Conv2d):
             rule = rule or Epsilon()
             (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
             w = layer.weight.transpose(0, 2, 3, 1).reshape(layer.out_channels, -1)  # (out, kh*kw*C)
             net.add_conv(*shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, rule._kind, *rule._params(),
-                         low, high)
+                         rule._stabilizer, low, high)
         elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
             rule = rule or Epsilon()
             if isinstance(layer, L.AdaptiveAvgPool2d):
@@ -351,7 +351,7 @@ def build_network(layers, dtype, shapes, rules=None):
             else:
                 (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
             net.add_pool(layer._kind, *shape, kh, kw, sh, sw, ph, pw, getattr(layer, "count_include_pad", True),
-                         getattr(layer, "mode", "winner") == "avg", rule._kind, *rule._params(), low)
+                         getattr(layer, "mode", "winner") == "avg", rule._kind, *rule._params(), rule._stabilizer, low)
         elif isinstance(layer, L.Flatten) and len(shape) == 3:
             net.add_flatten(*shape)
         elif isinstance(layer, L._Elementwise):

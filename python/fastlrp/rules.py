@@ -22,6 +22,9 @@ class Rule:
     """Base class of the rules. ``_kind`` is the C++ ``RuleKind`` code."""
 
     _kind = -1
+    #: eps_s of every rule but Epsilon (rules.md); fastlrp.toolbox's rules use the toolbox's own
+    _stabilizer = 1e-6
+
     #: parameters handed to the kernel (epsilon, alpha, beta, gamma)
     def _params(self):
         return (1e-6, 0.0, 0.0, 0.0)

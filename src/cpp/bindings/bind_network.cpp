@@ -36,7 +36,7 @@ std::shared_ptr<const void> keep_alive(const CArray<T>& a) {
   });
 }
 
-RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double gamma) {
+RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double gamma, double stabilizer = kStabilizer) {
   if (kind < 0 || kind > static_cast<int>(RuleKind::Flat)) throw std::invalid_argument("unknown rule kind " + std::to_string(kind));
   RuleParams r;
   r.kind = static_cast<RuleKind>(kind);
@@ -44,6 +44,8 @@ RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double
   r.alpha = alpha;
   r.beta = beta;
   r.gamma = gamma;
+  if (!(stabilizer >= 0.0)) throw std::invalid_argument("the stabilizer must be >= 0");
+  r.stabilizer = stabilizer;
   return r;
 }
 
@@ -55,17 +57,17 @@ void bind_for(py::module_& m, const char* name) {
       .def(
           "add_dense",
           [](Net& net, const CArray<T>& W, const CArray<T>& b, int rule, double epsilon, double alpha, double beta,
-             double gamma, const CArray<T>& low, const CArray<T>& high) {
+             double gamma, double stabilizer, const CArray<T>& low, const CArray<T>& high) {
             ConstMatrixMap<T> w = as_matrix(W, "weight");
             if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
             std::vector<T> lo(low.data(), low.data() + low.size()), hi(high.data(), high.data() + high.size());
-            RuleParams rp = make_rule(rule, epsilon, alpha, beta, gamma);
+            RuleParams rp = make_rule(rule, epsilon, alpha, beta, gamma, stabilizer);
             if (rp.kind == RuleKind::ZBox && (static_cast<Index>(lo.size()) != w.cols() || static_cast<Index>(hi.size()) != w.cols()))
               throw std::invalid_argument("ZBox bounds must have one entry per input feature");
             net.add_dense(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), rp, lo, hi);
           },
           py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"),
-          py::arg("beta"), py::arg("gamma"), py::arg("low").noconvert(), py::arg("high").noconvert(),
+          py::arg("beta"), py::arg("gamma"), py::arg("stabilizer"), py::arg("low").noconvert(), py::arg("high").noconvert(),
           "Append a Dense layer with its rule (the weight array is kept and viewed, not copied; it must not change).")
       .def(
           "add_activation",
@@ -86,7 +88,7 @@ void bind_for(py::module_& m, const char* name) {
           "add_conv",
           [](Net& net, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
              Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, int rule, double epsilon, double alpha,
-             double beta, double gamma, const CArray<T>& low, const CArray<T>& high) {
+             double beta, double gamma, double stabilizer, const CArray<T>& low, const CArray<T>& high) {
             kernels::Geometry g;
             g.C = C;
             g.H = H;
@@ -102,28 +104,28 @@ void bind_for(py::module_& m, const char* name) {
             ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
             if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
             net.add_conv(g, w.data(), w.rows(), w.cols(), keep_alive(weight), as_row(bias),
-                         make_rule(rule, epsilon, alpha, beta, gamma),
+                         make_rule(rule, epsilon, alpha, beta, gamma, stabilizer),
                          std::vector<T>(low.data(), low.data() + low.size()),
                          std::vector<T>(high.data(), high.data() + high.size()));
           },
           py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
           py::arg("dw"), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
-          py::arg("low").noconvert(), py::arg("high").noconvert(),
+          py::arg("stabilizer"), py::arg("low").noconvert(), py::arg("high").noconvert(),
           "Append a Conv2d over an NHWC image; weight (out, kh*kw*C) in (ky, kx, c) order.")
       .def(
           "add_pool",
           [](Net& net, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
              bool count_include_pad, bool proportional, int rule, double epsilon, double alpha, double beta,
-             double gamma, const CArray<T>& low) {
+             double gamma, double stabilizer, const CArray<T>& low) {
             net.add_pool(kernels::Pool2d<T>::make(kind, C, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, proportional,
-                                                  make_rule(rule, epsilon, alpha, beta, gamma),
+                                                  make_rule(rule, epsilon, alpha, beta, gamma, stabilizer),
                                                   std::vector<T>(low.data(), low.data() + low.size())));
           },
           py::arg("kind"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
           py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"), py::arg("proportional"),
           py::arg("rule"), py::arg("epsilon"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
-          py::arg("low").noconvert(), "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
+          py::arg("stabilizer"), py::arg("low").noconvert(), "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
       .def("add_flatten", &Net::add_flatten, py::arg("C"), py::arg("H"), py::arg("W"),
            "Append a Flatten of an NHWC image into NCHW order.")
       .def_property_readonly("in_features", &Net::in_features)

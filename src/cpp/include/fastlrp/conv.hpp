@@ -170,7 +170,7 @@ struct Conv2d {
           S = Zt;
           S.rowwise() -= lin.b;
           for (Index n = t.n0; n < t.n1; ++n) S.middleRows((n - t.n0) * (rows / (t.n1 - t.n0)), rows / (t.n1 - t.n0)) -= fixed.middleRows(t.y0 * g.Wo, rows / (t.n1 - t.n0));
-          stabilized_ratio(Rt, S, T(kStabilizer), S);
+          stabilized_ratio(Rt, S, T(lin.rule.stabilizer), S);
           MatrixMap<T> G = tw.matrix<T>(rows, 3 * K);
           G.noalias() = S * lin.Wcat;
           for (Index b = 0; b < 3; ++b) col2im_tile(G.data(), 3 * K, b * K, g, t, acc_of(b));
@@ -182,7 +182,7 @@ struct Conv2d {
           {
             const Index per = rows / (t.n1 - t.n0);  // the denominators repeat for every image
             for (Index n = t.n0; n < t.n1; ++n)
-              stabilized_ratio(Rt.middleRows((n - t.n0) * per, per), fixed.middleRows(t.y0 * g.Wo, per), T(kStabilizer),
+              stabilized_ratio(Rt.middleRows((n - t.n0) * per, per), fixed.middleRows(t.y0 * g.Wo, per), T(lin.rule.stabilizer),
                                S.middleRows((n - t.n0) * per, per));
           }
           MatrixMap<T> G = tw.matrix<T>(rows, K);

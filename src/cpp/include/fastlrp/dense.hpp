@@ -28,7 +28,7 @@ inline void stabilized_ratio(const RX& R, const ZX& Z, T eps, SX&& S) {
 template <class T, class MS, class MR, class MZ>
 void two_weight_ratio(const RuleParams& rule, MS&& S, const MR& R, const MZ& Z, const RowVector<T>& bu,
                       const RowVector<T>& bv, bool second) {
-  const T eps_s = T(kStabilizer);
+  const T eps_s = T(rule.stabilizer);
   const Index o = R.cols();
   auto S1 = S.leftCols(o);
   S1.rowwise() += bu;
@@ -141,7 +141,7 @@ struct Dense {
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
                 Workspace& ws, int threads) const {
     const Index n = A.rows(), o = out(), i = in();
-    const T eps_s = T(kStabilizer);
+    const T eps_s = T(rule.stabilizer);
     const auto mark = ws.mark();
     switch (rule.kind) {
       case RuleKind::Epsilon: {

@@ -72,7 +72,7 @@ struct Pool2d {
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
                 int threads) const {
     fill_zero(Rin.data(), Rin.size(), threads);
-    const T eps_s = T(kStabilizer);
+    const T eps_s = T(rule.stabilizer);
     for_blocks(A.rows(), threads, [&](Index n, Index c0, Index cb) {
       const T* a = A.row(n).data();
       T* rin = Rin.row(n).data();
@@ -88,7 +88,9 @@ struct Pool2d {
                 g(ConstVecMap(a + i, cb), VecMap(rin + i, cb), i);
               }
           };
-          if (is_max) {
+          // MaxPool under Flat / WSquare (the toolbox's 'flat' and 'ww') spreads uniformly over
+          // the window: the linear Flat branch below with weight 1.
+          if (is_max && rule.kind != RuleKind::Flat && rule.kind != RuleKind::WSquare) {
             if (max_proportional) {  // R_i = a_i R_j / stab(sum of the window)
               zsum.setZero();
               window([&](auto v, auto, Index) { zsum += v; });
@@ -102,7 +104,7 @@ struct Pool2d {
             }
             continue;
           }
-          const T w = weight[oy * Wo + ox];
+          const T w = is_max ? T(1) : weight[oy * Wo + ox];
           switch (rule.kind) {
             case RuleKind::Epsilon:
               stabilized_ratio(r, z, T(rule.epsilon), s1);

@@ -39,6 +39,9 @@ struct RuleParams {
   double alpha = 2.0;
   double beta = 1.0;
   double gamma = 0.25;
+  // eps_s of every rule but Epsilon: 1e-6 in the default convention; fastlrp.toolbox passes
+  // the toolbox's own (1e-16 for alphabeta, 0 for flat and ww).
+  double stabilizer = kStabilizer;
 };
 
 }  // namespace fastlrp
