@@ -12,7 +12,7 @@ from . import composites, rules
 from ._native import core as _core
 from .composites import ByIndex, ByType, Composite, First
 from .explain import LRP, Explanation
-from .io import from_sklearn
+from .io import from_keras, from_onnx, from_sklearn, from_torch
 from .layers import (ELU, SELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout,
                      Flatten, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, SumPool2d,
                      Tanh)
@@ -25,7 +25,8 @@ __all__ = [
     "Composite", "ByType", "ByIndex", "First", "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh",
     "Sigmoid", "ELU", "SELU", "Softmax", "LogSoftmax", "Dropout", "Flatten", "Identity",
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
-    "set_num_threads", "from_sklearn", "get_num_threads", "build_info",
+    "set_num_threads", "from_sklearn", "from_torch", "from_keras", "from_onnx", "get_num_threads",
+    "build_info",
 ]
 
 

@@ -1,0 +1,313 @@
+"""Keras Sequential models from ``.keras`` archives (Keras 3) and legacy ``.h5`` files, read
+with h5py and json only: no TensorFlow, no Keras, nothing in the file is executed.
+
+Keras computes on NHWC images; the fastlrp model takes NCHW (``x.transpose(0, 3, 1, 2)``) like
+every fastlrp model. A Flatten of an image orders features (y, x, c) in Keras and (c, y, x) in
+fastlrp, so the Dense layer after it gets its weight columns permuted: outputs are unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+
+from .. import layers as L
+from ..model import Sequential
+
+SUPPORTED = ("InputLayer", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+             "Flatten", "Dropout", "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "Softmax")
+_ACTIVATIONS = {"linear": None, None: None, "relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
+                "softmax": L.Softmax, "log_softmax": L.LogSoftmax, "elu": L.ELU, "selu": L.SELU,
+                "leaky_relu": L.LeakyReLU}
+_MAX_MEMBER = 8 << 30  # a .keras member larger than this is refused before it is read
+_MAX_RATIO = 1000  # nor one whose compression ratio suggests a zip bomb
+
+
+def from_keras(path, input_shape=None) -> Sequential:
+    """A Keras ``Sequential`` saved as ``.keras`` or ``.h5`` as a fastlrp model.
+
+    ``input_shape`` (H, W, C) or (features,) is needed only when the file does not record it
+    and a Flatten of an image is followed by a Dense layer.
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("from_keras needs h5py: pip install h5py (TensorFlow and Keras are not needed)") from None
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".keras":
+            with zipfile.ZipFile(path) as z:
+                config = json.loads(_member(z, "config.json", path))
+                weights = h5py.File(io.BytesIO(_member(z, "model.weights.h5", path)), "r")
+            with weights:
+                return _build(config, _KerasV3Weights(weights, config), input_shape, path)
+        if ext in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                if raw is None:
+                    raise ValueError("no model_config attribute: a weights-only file, not a saved model")
+                config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+                if "model_weights" not in f:
+                    raise ValueError("no model_weights group")
+                return _build(config, _LegacyWeights(f["model_weights"]), input_shape, path)
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
+        raise ValueError(f"{path}: not a readable Keras file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    raise ValueError(f"{path}: expected a .keras or .h5 file, got extension {ext!r}")
+
+
+def _member(z, name, path) -> bytes:
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise ValueError(f"{path}: the archive has no {name}; is it a Keras 3 .keras file?") from None
+    if info.file_size > _MAX_MEMBER or info.file_size > _MAX_RATIO * max(info.compress_size, 1) + (1 << 20):
+        raise ValueError(f"{path}: {name} claims {info.file_size:,} bytes from {info.compress_size:,}: refused")
+    return z.read(name)
+
+
+def _snake(class_name: str) -> str:
+    """Keras 3's object-path name of a class: CamelCase to snake_case ("MaxPooling2D" ->
+    "max_pooling2d", "LeakyReLU" -> "leaky_re_lu")."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+class _KerasV3Weights:
+    """A .keras archive stores a Sequential's weights under layers/<path>/vars/<i>, <path> being
+    the layer's class in snake_case, numbered from the second of a class on (dense, dense_1, ...)."""
+
+    def __init__(self, f, config):
+        self.f = f
+        self.paths, used = {}, {}
+        layers = config.get("config", {}).get("layers", []) if isinstance(config, dict) else []
+        for entry in layers:
+            if not isinstance(entry, dict) or entry.get("class_name") in (None, "InputLayer"):
+                continue
+            base = _snake(str(entry["class_name"]))
+            if base in used:
+                used[base] += 1
+                path = f"{base}_{used[base]}"
+            else:
+                used[base] = 0
+                path = base
+            self.paths[entry.get("config", {}).get("name")] = path
+
+    def get(self, name):
+        g = self.f.get(f"layers/{self.paths.get(name, name)}/vars")
+        if g is None:
+            return []
+        keys = sorted((k for k in g.keys()), key=lambda k: int(k) if k.isdigit() else 1 << 30)
+        return [g[k] for k in keys]
+
+
+class _LegacyWeights:
+    def __init__(self, g):
+        self.g = g
+
+    def get(self, name):
+        grp = self.g.get(name)
+        if grp is None:
+            return []
+        names = grp.attrs.get("weight_names", [])
+        return [grp[n.decode("utf-8") if isinstance(n, bytes) else str(n)] for n in names]
+
+
+def _read(ds, shape, what):
+    """A dataset's values, its declared shape checked before anything is read."""
+    if not hasattr(ds, "shape") or tuple(ds.shape) != tuple(shape):
+        raise ValueError(f"{what}: expected shape {tuple(shape)}, got {getattr(ds, 'shape', None)}")
+    a = np.asarray(ds[()])
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{what}: expected numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64 if a.dtype == np.float64 else np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: contains NaN or Inf")
+    return a
+
+
+def _pair(v, what):
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        return tuple(v)
+    raise ValueError(f"{what}: expected an int or a pair of ints, got {v!r}")
+
+
+def _activation(spec, where):
+    if isinstance(spec, dict):  # serialised activation object
+        spec = spec.get("config", {}).get("name", spec.get("class_name"))
+    if spec not in _ACTIVATIONS:
+        raise ValueError(f"{where}: activation {spec!r} is not supported; supported: "
+                         f"{', '.join(str(k) for k in _ACTIVATIONS if k)}")
+    cls = _ACTIVATIONS[spec]
+    return None if cls is None else cls()
+
+
+def _build(config, weights, input_shape, path) -> Sequential:
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        got = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{path}: expected a Keras Sequential model, got {got!r}")
+    entries = config.get("config", {}).get("layers")
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: the model config has no list of layers")
+    shape = tuple(input_shape) if input_shape is not None else _recorded_input(config, entries)
+    layers, hwc = [], None  # hwc: the (H, W, C) of a Flatten whose features are still in fastlrp's order
+    for k, entry in enumerate(entries):
+        cls = entry.get("class_name") if isinstance(entry, dict) else None
+        cfg = entry.get("config", {}) if isinstance(entry, dict) else {}
+        name = cfg.get("name", f"#{k}")
+        where = f"{path}: layer {k} '{name}' ({cls})"
+        if cfg.get("data_format", "channels_last") != "channels_last":
+            raise ValueError(f"{where}: data_format {cfg.get('data_format')!r} is not supported (only channels_last)")
+        new = []
+        if cls == "InputLayer":
+            continue
+        elif cls == "Dense":
+            vars_ = weights.get(name)
+            units = cfg.get("units")
+            if not vars_ or not isinstance(units, int):
+                raise ValueError(f"{where}: missing weights or units")
+            kshape = tuple(vars_[0].shape)
+            if len(kshape) != 2 or kshape[1] != units:
+                raise ValueError(f"{where}: kernel of shape {kshape} does not match units={units}")
+            kernel = _read(vars_[0], kshape, f"{where} kernel")
+            bias = _read(vars_[1], (units,), f"{where} bias") if cfg.get("use_bias", True) else None
+            w = kernel.T
+            if hwc is not None:
+                h, wd, c = hwc
+                if w.shape[1] != h * wd * c:
+                    raise ValueError(f"{where}: expects {w.shape[1]} inputs, the Flatten gives {h * wd * c}")
+                w = w[:, np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()]
+                hwc = None
+            new = [L.Dense(np.ascontiguousarray(w), bias), _activation(cfg.get("activation"), where)]
+        elif cls == "Conv2D":
+            if cfg.get("groups", 1) != 1:
+                raise ValueError(f"{where}: groups={cfg.get('groups')} is not supported (only 1)")
+            vars_ = weights.get(name)
+            if not vars_ or len(vars_[0].shape) != 4:
+                raise ValueError(f"{where}: missing or malformed kernel")
+            kshape = tuple(vars_[0].shape)
+            kernel = _read(vars_[0], kshape, f"{where} kernel")
+            bias = _read(vars_[1], (kshape[3],), f"{where} bias") if cfg.get("use_bias", True) else None
+            kh, kw = kshape[:2]
+            stride = _pair(cfg.get("strides", 1), f"{where} strides")
+            dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
+            pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
+            new = [L.Conv2d(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias, stride, pad, dil),
+                   _activation(cfg.get("activation"), where)]
+        elif cls in ("MaxPooling2D", "AveragePooling2D"):
+            pool = _pair(cfg.get("pool_size", 2), f"{where} pool_size")
+            strides = cfg.get("strides")
+            stride = pool if strides is None else _pair(strides, f"{where} strides")
+            if cfg.get("padding", "valid") != "valid":
+                raise ValueError(f"{where}: padding {cfg.get('padding')!r} is not supported for pooling (only 'valid')")
+            new = [(L.MaxPool2d if cls == "MaxPooling2D" else L.AvgPool2d)(pool, stride)]
+        elif cls == "GlobalAveragePooling2D":
+            new = [L.AdaptiveAvgPool2d(1)] + ([] if cfg.get("keepdims", False) else [L.Flatten()])
+        elif cls == "Flatten":
+            new = [L.Flatten()]
+        elif cls in ("Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise"):
+            new = [L.Dropout()]
+        elif cls == "Activation":
+            new = [_activation(cfg.get("activation"), where)]
+        elif cls == "ReLU":
+            if cfg.get("max_value") is not None or cfg.get("threshold", 0) not in (0, 0.0):
+                raise ValueError(f"{where}: max_value/threshold are not supported")
+            slope = float(cfg.get("negative_slope", 0.0) or 0.0)
+            new = [L.LeakyReLU(slope) if slope else L.ReLU()]
+        elif cls == "LeakyReLU":
+            new = [L.LeakyReLU(float(cfg.get("negative_slope", cfg.get("alpha", 0.3))))]
+        elif cls == "Softmax":
+            if cfg.get("axis", -1) not in (-1, [-1]):
+                raise ValueError(f"{where}: softmax over axis {cfg.get('axis')} is not supported (only -1)")
+            new = [L.Softmax()]
+        elif cls == "BatchNormalization":
+            axis = cfg.get("axis", -1)
+            axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+            rank = len(shape) + 1 if shape is not None else None
+            if axis not in (-1, rank - 1 if rank else -1):
+                raise ValueError(f"{where}: BatchNormalization over axis {axis} is not supported (only the channels, -1)")
+            vars_ = weights.get(name)
+            scale, center = cfg.get("scale", True), cfg.get("center", True)
+            if len(vars_) != 2 + int(scale) + int(center):
+                raise ValueError(f"{where}: expected {2 + int(scale) + int(center)} weights, got {len(vars_)}")
+            n = vars_[-1].shape[0] if vars_[-1].shape else 0
+            it = iter(vars_)
+            gamma = _read(next(it), (n,), f"{where} gamma") if scale else None
+            beta = _read(next(it), (n,), f"{where} beta") if center else None
+            mean, var = _read(next(it), (n,), f"{where} moving_mean"), _read(next(it), (n,), f"{where} moving_variance")
+            if hwc is not None:  # per-feature statistics after a Flatten: into fastlrp's (c, y, x) order
+                h, wd, c = hwc
+                perm = np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()
+                gamma, beta = (None if gamma is None else gamma[perm]), (None if beta is None else beta[perm])
+                mean, var = mean[perm], var[perm]
+            image = shape is not None and len(shape) == 3 or (shape is None and _last_is_image(layers))
+            new = [(L.BatchNorm2d if image else L.BatchNorm1d)(mean, var, gamma, beta, eps=float(cfg.get("epsilon", 1e-3)))]
+        else:
+            raise ValueError(f"{where}: layer type {cls!r} is not supported; supported: {', '.join(SUPPORTED)}")
+        for layer in new:
+            if layer is None:
+                continue
+            if shape is not None:
+                chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+                try:
+                    out = layer.output_shape(chw)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+                if isinstance(layer, L.Flatten) and len(chw) == 3 and chw[1] * chw[2] > 1:
+                    hwc = shape
+                shape = (out[1], out[2], out[0]) if len(out) == 3 else tuple(out)
+            elif isinstance(layer, L.Flatten) and _last_is_image(layers) and any(
+                    isinstance(e, dict) and e.get("class_name") == "Dense" for e in entries[k + 1:]):
+                raise ValueError(f"{where}: the file does not record the input shape, which a Flatten followed "
+                                 "by Dense needs: pass input_shape=(H, W, C)")
+            layers.append(layer)
+    if not layers:
+        raise ValueError(f"{path}: the model has no layers")
+    return Sequential(layers)
+
+
+def _last_is_image(layers) -> bool:
+    for layer in reversed(layers):
+        if isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.BatchNorm2d)):
+            return True
+        if isinstance(layer, (L.Dense, L.Flatten)):
+            return False
+    return False
+
+
+def _recorded_input(config, entries):
+    for source in (entries[0].get("config", {}) if entries and isinstance(entries[0], dict) else {},
+                   config.get("config", {}), config.get("build_input_shape") and {"batch_shape": config["build_input_shape"]}
+                   or {}):
+        for key in ("batch_shape", "batch_input_shape"):
+            v = source.get(key) if isinstance(source, dict) else None
+            if isinstance(v, list) and len(v) in (2, 4) and all(isinstance(x, int) for x in v[1:]):
+                return tuple(v[1:])
+    b = config.get("config", {}).get("build_input_shape") or (entries[1].get("build_config", {}).get("input_shape")
+                                                               if len(entries) > 1 and isinstance(entries[1], dict) else None)
+    if isinstance(b, list) and len(b) in (2, 4) and all(isinstance(x, int) for x in b[1:]):
+        return tuple(b[1:])
+    return None
+
+
+def _padding(mode, kernel, stride, dil, where):
+    if mode == "valid":
+        return 0
+    if mode == "same":
+        pads = []
+        for k, s, d in zip(kernel, stride, dil):
+            eff = d * (k - 1)
+            if s != 1 or eff % 2:
+                raise ValueError(f"{where}: padding='same' with stride {stride} and kernel {kernel} pads unevenly; "
+                                 "only stride 1 with odd kernels is supported")
+            pads.append(eff // 2)
+        return tuple(pads)
+    raise ValueError(f"{where}: padding {mode!r} is not supported")
