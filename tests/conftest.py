@@ -7,8 +7,10 @@ DTYPES = [np.float32, np.float64]
 
 
 def tolerances(dtype):
-    """(rtol, atol) by dtype, as style.md says."""
-    return (1e-4, 1e-6) if dtype == np.float32 else (1e-10, 1e-12)
+    """(rtol, atol) by dtype, as style.md says. float32's atol (relative to the result's largest
+    entry) allows for sums over many signed terms: each input's relevance adds contributions of
+    both signs from several outputs, and float32 rounding of the terms survives their cancellation."""
+    return (1e-4, 2e-5) if dtype == np.float32 else (1e-10, 1e-12)
 
 
 def assert_close(actual, expected, dtype):

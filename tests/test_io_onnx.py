@@ -1,8 +1,6 @@
 """from_onnx: forward equals onnx's reference evaluator (float32, rtol 1e-5)."""
 
-import json
 import os
-import zipfile
 
 import numpy as np
 import pytest

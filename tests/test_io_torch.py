@@ -1,8 +1,6 @@
 """from_torch: forward equals torch's (float32, rtol 1e-5), relevance equals the native rebuild."""
 
-import json
 import os
-import zipfile
 
 import numpy as np
 import pytest

@@ -120,7 +120,7 @@ def test_reads_the_legacy_format(tmp_path, rng):
     np.testing.assert_array_equal(net.modules[2].W, W2)
     np.testing.assert_array_equal(net.modules[2].B, B2)
     # m = 1: both layouts are the same lines
-    p.write_text(f"Linear 1 3\n1.5 -2.0 0.5\n0.0 0.0 1.0\n")
+    p.write_text("Linear 1 3\n1.5 -2.0 0.5\n0.0 0.0 1.0\n")
     np.testing.assert_array_equal(model_io.read(p).modules[0].W, [[1.5, -2.0, 0.5]])
 
 

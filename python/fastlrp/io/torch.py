@@ -3,8 +3,6 @@ this module reads the modules' classes by name and their tensors through ``.deta
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import layers as L
 from ..model import Sequential
 
