@@ -1,5 +1,6 @@
 """The `fastlrp` command line: info and explain on files the tests write; one-line errors."""
 
+import os
 import subprocess
 import sys
 
@@ -45,7 +46,8 @@ def test_errors_are_one_line(rng, tmp_path):
     random_mlp(rng, [6, 10, 3]).save(tmp_path / "m.npz")
     np.save(tmp_path / "bad.npy", np.ones((4, 5)))
     for args, needle in [
-        (("info", tmp_path / "nope.onnx"), "unsupported model format"),
+        (("info", tmp_path / "nope.xyz"), "unsupported model format"),
+        (("info", tmp_path / "nope.onnx"), "not a readable ONNX model"),
         (("info", tmp_path / "m.npz", "--rule", "magic"), "unknown rule"),
         (("explain", tmp_path / "m.npz", tmp_path / "bad.npy", "--out", tmp_path / "o.npz"), "expected 6 features"),
         (("explain", tmp_path / "m.npz", tmp_path / "m.txt", "--out", tmp_path / "o.npz"), "unsupported input"),
@@ -56,3 +58,62 @@ def test_errors_are_one_line(rng, tmp_path):
         assert needle in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     assert "--layerwise" in run("explain", "--help").stdout
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_explain_keras_model_on_nhwc_data(tmp_path):
+    """Keras models take channels-last data at the command line, as in Keras."""
+    exp = np.load(os.path.join(DATA, "keras_expected.npz"))
+    x = exp["cnn_x"]  # (N, H, W, C)
+    np.save(tmp_path / "x.npy", x)
+    out = run("explain", os.path.join(DATA, "keras_cnn.keras"), tmp_path / "x.npy", "--out", tmp_path / "r.npz")
+    assert out.returncode == 0, out.stderr
+    model = fl.from_keras(os.path.join(DATA, "keras_cnn.keras"))
+    expected = fl.LRP(model, "epsilon_plus_flat")(x.transpose(0, 3, 1, 2)).relevance.transpose(0, 2, 3, 1)
+    with np.load(tmp_path / "r.npz") as z:
+        np.testing.assert_allclose(z["relevance"], expected, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(z["output"], np.log(exp["cnn_y"]) - np.log(exp["cnn_y"])[:, :1]
+                                   + z["output"][:, :1], rtol=1e-4, atol=1e-4)  # softmax skipped: logits
+
+
+def test_explain_toolbox_text_model(rng, tmp_path):
+    from fastlrp.toolbox import model_io, modules
+
+    conv = modules.Convolution((3, 3, 1, 4), (1, 1))
+    lin = modules.Linear(4 * 4 * 4, 3)
+    net = modules.Sequential([conv, modules.Rect(), modules.SumPool((2, 2), (2, 2)), modules.Flatten(), lin,
+                              modules.SoftMax()])
+    model_io.write(net, tmp_path / "m.txt")
+    x = rng.uniform(-1, 1, size=(5, 10, 10, 1))
+    np.save(tmp_path / "x.npy", x)
+    info = run("info", tmp_path / "m.txt", "--input-shape", "10,10,1")
+    assert info.returncode == 0, info.stderr and "Conv2d" in info.stdout
+    out = run("explain", tmp_path / "m.txt", tmp_path / "x.npy", "--out", tmp_path / "r.npz", "--rule", "epsilon:0.01")
+    assert out.returncode == 0, out.stderr
+    native = net.to_sequential(input_shape=(10, 10, 1))
+    expected = fl.LRP(native, fl.rules.Epsilon(0.01))(x.transpose(0, 3, 1, 2)).relevance.transpose(0, 2, 3, 1)
+    with np.load(tmp_path / "r.npz") as z:
+        np.testing.assert_allclose(z["relevance"], expected, rtol=1e-10, atol=1e-12)
+    net.drop_softmax_output_layer()
+    with np.load(tmp_path / "r.npz") as z:  # the logits: the toolbox model's scores without its SoftMax
+        np.testing.assert_allclose(z["output"], net.forward(x), rtol=1e-10)
+
+
+def test_explain_an_image_file(rng, tmp_path):
+    import matplotlib.pyplot as plt
+
+    model = fl.Sequential([fl.Conv2d(rng.normal(size=(4, 1, 3, 3)), np.zeros(4)), fl.ReLU(), fl.Flatten(),
+                           fl.Dense(rng.normal(size=(3, 4 * 6 * 6)), np.zeros(3))])
+    model.save(tmp_path / "m.npz")
+    img = rng.uniform(size=(8, 8, 3))
+    plt.imsave(tmp_path / "img.png", img)
+    out = run("explain", tmp_path / "m.npz", tmp_path / "img.png", "--out", tmp_path / "r.npz", "--plot",
+              tmp_path / "r.png")
+    assert out.returncode == 0, out.stderr
+    with np.load(tmp_path / "r.npz") as z:
+        assert z["relevance"].shape == (1, 8, 8, 1)
+        grey = plt.imread(tmp_path / "img.png")[:, :, :3].mean(axis=2)
+        expected = fl.LRP(model, "epsilon_plus_flat")(grey[None, None].astype(np.float32)).relevance
+        np.testing.assert_allclose(z["relevance"][..., 0], expected[:, 0], rtol=1e-4, atol=1e-6)

@@ -29,3 +29,13 @@ def test_train_income_model_example(tmp_path):
     model = fl.load(tmp_path / "income_mlp.npz")
     assert model.in_features == 108 and (tmp_path / "income_meta.json").exists()
     assert float(out.stdout.split("test accuracy ")[1].split()[0]) > 0.8
+
+
+def test_toolbox_dropin_example(tmp_path):
+    pytest.importorskip("sklearn")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "toolbox_dropin.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split("model accuracy: ")[1].split("%")[0]) > 80
+    for name in ("epsilon", "alphabeta", "presets"):
+        assert (tmp_path / f"digits-{name}.png").stat().st_size > 0

@@ -1,7 +1,7 @@
 """fastlrp.toolbox: the numpy toolbox's files, classes and rule conventions.
 
 Files are written here from the format description (lrp-toolbox-format.md); relevance is
-compared with the toolbox's formulas in tests/toolbox_reference.py (float64, rtol 1e-10).
+compared with the toolbox's formulas in fastlrp/toolbox/reference.py (float64, rtol 1e-10).
 """
 
 import os
@@ -15,8 +15,7 @@ import pytest
 
 import fastlrp as fl
 from fastlrp.toolbox import data_io, model_io, modules
-
-import toolbox_reference as ref
+from fastlrp.toolbox import reference as ref
 
 RULES = [("simple", None), ("epsilon", 0.01), ("epsilon", 1.0), ("alphabeta", 2.0), ("alphabeta", 1.0),
          ("alphabeta", 0.0), ("alphabeta", 0.5), ("flat", None), ("ww", None)]

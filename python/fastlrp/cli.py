@@ -1,4 +1,4 @@
-"""The `fastlrp` command line: demo, info, explain."""
+"""The `fastlrp` command line: demo, info, explain, bench."""
 
 from __future__ import annotations
 
@@ -11,14 +11,58 @@ import numpy as np
 RULES = ("epsilon", "zplus", "alphabeta", "gamma", "wsquare", "flat", "zbox")
 
 
-def load_model(path: str):
-    """A model from a file, by extension (so far: fastlrp's native .npz)."""
+MODEL_FORMATS = {".npz": "fastlrp native", ".keras": "Keras 3", ".h5": "legacy Keras", ".hdf5": "legacy Keras",
+                 ".onnx": "ONNX", ".txt": "numpy LRP toolbox text", ".nn": "numpy LRP toolbox pickle (read safely)"}
+# formats whose images are channels-last (NHWC) where they come from
+CHANNELS_LAST = (".keras", ".h5", ".hdf5", ".txt", ".nn")
+
+
+def load_model(path: str, sample_shape=None):
+    """A fastlrp model from a file, the loader chosen by the extension. Toolbox models need the
+    input's per-sample shape (NHWC or features) when they flatten images into a Linear layer."""
     from .model import load
 
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
         return load(path)
-    raise ValueError(f"{path}: unsupported model format {suffix or '(none)'!r}; supported: .npz (fastlrp native)")
+    if suffix in (".keras", ".h5", ".hdf5"):
+        from .io import from_keras
+
+        return from_keras(path)
+    if suffix == ".onnx":
+        from .io import from_onnx
+
+        return from_onnx(path)
+    if suffix in (".txt", ".nn"):
+        from .toolbox import model_io
+
+        tb = model_io.read(path)
+        if tb.modules and type(tb.modules[-1]).__name__ == "SoftMax":
+            del tb.modules[-1]  # as the toolbox demos: explain the scores (fastlrp would skip it anyway)
+        return tb.to_sequential(input_shape=sample_shape)
+    supported = ", ".join(f"{k} ({v})" for k, v in MODEL_FORMATS.items())
+    raise ValueError(f"{path}: unsupported model format {suffix or '(none)'!r}; supported: {supported}")
+
+
+IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def load_image(path: str) -> np.ndarray:
+    """One image file as a (1, H, W, C) float32 batch in [0, 1] (alpha dropped)."""
+    import matplotlib.image as mpimg
+
+    try:
+        img = np.asarray(mpimg.imread(path))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"{path}: cannot read the image ({exc})") from None
+    if img.dtype.kind in "ui":
+        img = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+    img = img.astype(np.float32)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return img[None]
 
 
 def load_input(path: str) -> np.ndarray:
@@ -38,7 +82,37 @@ def load_input(path: str) -> np.ndarray:
             return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
         except ValueError as exc:
             raise ValueError(f"{path}: expected a CSV of numbers only ({exc})") from None
-    raise ValueError(f"{path}: unsupported input format {suffix or '(none)'!r}; supported: .npy, .npz, .csv")
+    if suffix in IMAGE_FORMATS:
+        return load_image(path)
+    raise ValueError(f"{path}: unsupported input format {suffix or '(none)'!r}; supported: .npy, .npz, .csv, "
+                     f"images ({', '.join(IMAGE_FORMATS)})")
+
+
+def image_layout(args, x, suffix: str) -> str:
+    """'nchw' or 'nhwc' for a 4-D input: --layout, else the model format's convention (images
+    files are always channels-last)."""
+    if x.ndim != 4:
+        return "flat"
+    if Path(args.input).suffix.lower() in IMAGE_FORMATS:
+        return "nhwc"
+    if args.layout != "auto":
+        return args.layout
+    return "nhwc" if suffix in CHANNELS_LAST else "nchw"
+
+
+def fit_channels(x: np.ndarray, model) -> np.ndarray:
+    """An image file's channels to what the model's first convolution takes (RGB to grey by
+    the mean, grey to RGB by repeating)."""
+    from . import layers as L
+
+    first = next((l for l in model.layers if isinstance(l, L.Conv2d)), None)
+    if first is None or x.shape[1] == first.in_channels:
+        return x
+    if first.in_channels == 1 and x.shape[1] == 3:
+        return x.mean(axis=1, keepdims=True)
+    if first.in_channels == 3 and x.shape[1] == 1:
+        return np.repeat(x, 3, axis=1)
+    return x
 
 
 def parse_rule(spec: str):
@@ -74,7 +148,8 @@ def composite_of(args):
 def cmd_info(args):
     from .explain import LRP
 
-    model = load_model(args.model)
+    shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
+    model = load_model(args.model, shape)
     n_params = sum(int(getattr(l, a).size) for l in model.layers for a in ("weight", "bias", "mean", "var")
                    if hasattr(l, a))
     print(f"{args.model}: {len(model.layers)} layers, {n_params:,} parameters")
@@ -88,13 +163,21 @@ def cmd_info(args):
 def cmd_explain(args):
     from .explain import LRP
 
-    model = load_model(args.model)
     x = load_input(args.input)
+    suffix = Path(args.model).suffix.lower()
+    layout = image_layout(args, x, suffix)
+    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
+    if layout == "nhwc":  # fastlrp models take NCHW; results go back in the input's layout
+        x = np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))
+        if Path(args.input).suffix.lower() in IMAGE_FORMATS:
+            x = fit_channels(x, model)
     lrp = LRP(model, composite_of(args))
     target = args.target
     e = lrp(x, target=target, layerwise=args.layerwise, batch_size=args.batch_size,
             progress=len(x) > args.batch_size)
-    arrays = {"relevance": np.asarray(e.relevance), "output": e.output, "conservation": e.conservation}
+    rel = np.asarray(e.relevance)
+    arrays = {"relevance": rel.transpose(0, 2, 3, 1) if layout == "nhwc" else rel, "output": e.output,
+              "conservation": e.conservation}
     if e.targets is not None:
         arrays["targets"] = e.targets
     if args.layerwise:
@@ -130,15 +213,21 @@ def main(argv=None) -> int:
 
     info = sub.add_parser("info", help="layers, shapes, parameter count and the rule each layer gets",
                           description="Describe a model and the rule each layer would get.")
-    info.add_argument("model", help="model file (.npz: fastlrp native)")
+    info.add_argument("model", help="model file: " + ", ".join(f"{k} ({v})" for k, v in MODEL_FORMATS.items()))
+    info.add_argument("--input-shape", help="per-sample input shape H,W,C for toolbox models that flatten images")
     rule_options(info)
 
     ex = sub.add_parser("explain", help="explain the samples of a file and save the relevance",
                         description="Explain every sample of INPUT with MODEL and save the results to an .npz "
                                     "(relevance, output logits, conservation, targets, and per-layer relevance "
                                     "with --layerwise).")
-    ex.add_argument("model", help="model file (.npz: fastlrp native)")
-    ex.add_argument("input", help="samples: .npy, .npz (array 'x' or its only array) or .csv of numbers")
+    ex.add_argument("model", help="model file, the loader chosen by the extension: "
+                                  + ", ".join(f"{k} ({v})" for k, v in MODEL_FORMATS.items()))
+    ex.add_argument("input", help="samples: .npy, .npz (array 'x' or its only array), .csv of numbers, or one "
+                                  "image file (.png, .jpg, ...; scaled to [0, 1])")
+    ex.add_argument("--layout", choices=("auto", "nchw", "nhwc"), default="auto",
+                    help="layout of 4-D image inputs; auto: NHWC for Keras and toolbox models (their "
+                         "convention), NCHW otherwise. The relevance is saved in the same layout")
     rule_options(ex)
     ex.add_argument("--target", type=int, help="class to explain for every sample (default: the predicted class)")
     ex.add_argument("--layerwise", action="store_true", help="also save the relevance at every layer boundary")

@@ -1,7 +1,8 @@
 """The numpy LRP toolbox's formulas (rules.md, "Toolbox convention"), written out the slow and
-obvious way: an (N, in, out) tensor per Linear layer, one window at a time for convolutions and
-pools, float64. Layers are described by plain tuples so that nothing here depends on the code
-under test:
+obvious way the toolbox computes them: an (N, in, out) tensor per Linear layer, one window at a
+time for convolutions and pools, float64. It is the reference of fastlrp.toolbox's tests and the
+toolbox-style peer of bench/bench_toolbox.py. Layers are plain tuples, so that nothing here
+depends on the code under test:
 
     ("linear", W (m, n), B (n,))           ("conv", W (h, w, d, n), B (n,), (s0, s1))
     ("sumpool", (h, w), (s0, s1))          ("maxpool", (h, w), (s0, s1))
@@ -70,11 +71,12 @@ def _distribute(Z, Zb, R, rule, param, simple_eps):
         Zp = Z * (Z > 0)
         P = Zp.sum(axis=1) + Zb * (Zb > 0) + 1e-16
         Q = (Z.sum(axis=1) + Zb) - P - 1e-16
-        Zn = Z * (Z < 0)
         out = 0.0
         if alpha != 0:
             out = out + alpha * (Zp / P[:, None, :] * R[:, None, :]).sum(axis=2)
+        del Zp  # as the toolbox: one term's tensors at a time
         if beta != 0:
+            Zn = Z * (Z < 0)
             out = out + beta * (Zn / Q[:, None, :] * R[:, None, :]).sum(axis=2)
         return out
     raise ValueError(rule)
