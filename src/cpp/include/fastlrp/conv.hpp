@@ -140,22 +140,22 @@ struct Conv2d {
           MatrixMap<T> S = tw.matrix<T>(rows, nz);
           // Without negative inputs every product of the rule follows from the forward
           // output z - b = P W^T and one more product Q = P (W^+)^T, as P (W^-)^T = z - b - Q:
-          // ZPlus z1 = Q; AlphaBeta z1 = Q, z2 = z - b - Q;
-          // Gamma z1 = P (W + g W^+)^T = z - b + g Q, z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q.
+          // ZPlus z1 = Q; Gamma z1 = P (W + g W^+)^T = z - b + g Q, z2 = P (W + g W^-)^T =
+          // (1+g)(z - b) - g Q (both denominators are at least |z| away from 0).
+          // AlphaBeta's z2 = P (W^-)^T is its own product: by subtraction it would lose its
+          // digits whenever the negative part is small next to Q (float32: 1e-7 Q / |z2|).
           auto S1 = S.leftCols(cout);
           S1.noalias() = p * Wp.transpose();
-          if (second) {
+          if (second && kind == RuleKind::AlphaBeta) {
+            S.rightCols(cout).noalias() = p * lin.UV.bottomRows(cout).transpose();
+          } else if (second) {  // Gamma
             auto S2 = S.rightCols(cout);
             const T gm = T(lin.rule.gamma);
             for (Index r = 0; r < rows; ++r) {
               auto zb = Zt.row(r).array() - lin.b.array();
               auto q = S1.row(r).array();
-              if (kind == RuleKind::Gamma) {
-                S2.row(r).array() = (T(1) + gm) * zb - gm * q;
-                q = zb + gm * q;
-              } else {
-                S2.row(r).array() = zb - q;
-              }
+              S2.row(r).array() = (T(1) + gm) * zb - gm * q;
+              q = zb + gm * q;
             }
           }
           two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, second);
