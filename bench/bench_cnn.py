@@ -28,8 +28,8 @@ from fastlrp import composites  # noqa: E402
 from fastlrp._native import core  # noqa: E402
 from fastlrp.model import to_internal  # noqa: E402
 
-from _util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
-from nets import build, conv_flops, lenet_spec, to_torch, vgg16_spec  # noqa: E402
+from fastlrp.bench._util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
+from fastlrp.bench.nets import build, conv_flops, lenet_spec, to_torch, vgg16_spec  # noqa: E402
 
 NETS = {"lenet": (lenet_spec, (1, 64, 256)), "vgg16": (vgg16_spec, (1, 8))}
 CASES = {"epsilon_plus_flat": lambda: "epsilon_plus_flat",
@@ -77,7 +77,7 @@ def peak_memory_vgg(batch):
 import gc, sys, numpy as np
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 import fastlrp as fl
-from nets import build, vgg16_spec
+from fastlrp.bench.nets import build, vgg16_spec
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fastlrp as fl  # noqa: E402
 from fastlrp import reference, rules  # noqa: E402
 
-from _util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
+from fastlrp.bench._util import emit, import_zennit, machine, rate, rel_error, table, timeit  # noqa: E402
 
 SIZES = [105, 512, 256, 128, 64, 2]
 CASES = {"Epsilon": rules.Epsilon(), "epsilon_plus_flat": "epsilon_plus_flat", "w2_epsilon": "w2_epsilon"}

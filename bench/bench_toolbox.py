@@ -30,48 +30,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fastlrp as fl  # noqa: E402
-from fastlrp.toolbox import modules  # noqa: E402
+from fastlrp.bench.nets import toolbox_lenet5_layers, toolbox_mlp_layers, toolbox_model  # noqa: E402
 from fastlrp.toolbox import reference as ref  # noqa: E402
 
-from _util import emit, machine, rate, table, timeit  # noqa: E402
+from fastlrp.bench._util import emit, machine, rate, table, timeit  # noqa: E402
 
 RULES = [("epsilon", 0.01), ("alphabeta", 2.0)]
-
-
-def mlp_layers(rng):
-    sizes = [784, 1296, 1296, 1296, 10]
-    layers = []
-    for k, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(("linear", rng.normal(size=(m, n)) * np.sqrt(2.0 / m), rng.normal(size=n) * 0.01))
-        if k < len(sizes) - 2:
-            layers.append(("rect",))
-    return layers
-
-
-def lenet5_layers(rng):
-    def conv(h, w, d, n):
-        return ("conv", rng.normal(size=(h, w, d, n)) * np.sqrt(2.0 / (h * w * d)), rng.normal(size=n) * 0.01, (1, 1))
-
-    pool = ("sumpool", (2, 2), (2, 2))
-    return [conv(5, 5, 1, 10), ("rect",), pool, conv(5, 5, 10, 25), ("rect",), pool, conv(4, 4, 25, 100), ("rect",),
-            pool, conv(1, 1, 100, 10), ("flatten",)]
-
-
-def toolbox_model(layers):
-    mods = []
-    for layer in layers:
-        if layer[0] == "linear":
-            m = modules.Linear(*layer[1].shape)
-            m.W, m.B = layer[1], layer[2]
-        elif layer[0] == "conv":
-            m = modules.Convolution(layer[1].shape, layer[3])
-            m.W, m.B = layer[1], layer[2]
-        elif layer[0] == "sumpool":
-            m = modules.SumPool(layer[1], layer[2])
-        else:
-            m = {"rect": modules.Rect, "flatten": modules.Flatten}[layer[0]]()
-        mods.append(m)
-    return modules.Sequential(mods)
 
 
 def main(argv=None):
@@ -79,9 +43,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="batches 1 and 16 only")
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(0)
-    nets = {"MLP 784-1296x3-10": (mlp_layers(rng), (784,), [1, 16] if args.quick else [1, 16, 256]),
-            "LeNet-5": (lenet5_layers(rng), (32, 32, 1), [1, 16] if args.quick else [1, 16, 64, 256])}
+    nets = {"MLP 784-1296x3-10": (*toolbox_mlp_layers(), [1, 16] if args.quick else [1, 16, 256]),
+            "LeNet-5": (*toolbox_lenet5_layers(), [1, 16] if args.quick else [1, 16, 64, 256])}
     rows = []
     for name, (layers, shape, batches) in nets.items():
         net = toolbox_model(layers)

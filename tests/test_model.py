@@ -271,3 +271,25 @@ def test_extreme_magnitudes_never_give_nan(name, rng):
     assert np.isfinite(zero.relevance).all()
     with pytest.raises(ValueError, match="overflowed float32"):
         lrp(np.full((2, 6), 3e38, np.float32))  # finite, but the forward pass overflows float32
+
+
+def test_memory_error_before_allocating(rng, monkeypatch):
+    """A batch whose workspace exceeds the available memory fails up front, naming the layer and
+    the size, and suggests a batch size that fits (with which it then works)."""
+    import fastlrp._checks as checks
+    from fastlrp.toolbox import modules
+
+    model = fl.Sequential([fl.Dense(rng.normal(size=(4096, 8)).astype(np.float32)), fl.ReLU(),
+                           fl.Dense(rng.normal(size=(2, 4096)).astype(np.float32))])
+    x = rng.normal(size=(5000, 8)).astype(np.float32)
+    monkeypatch.setattr(checks, "available_memory", lambda: 64 * 2**20)
+    with pytest.raises(MemoryError, match=r"explaining 5,000 samples needs about .* GiB .*layer 0 Dense\(8 -> 4096\).*"
+                                          r"more than the 0.1 GiB available: pass batch_size="):
+        fl.LRP(model, "epsilon_plus_flat")(x)
+    with pytest.raises(MemoryError, match="batch_size"):
+        model.forward(x)
+    e = fl.LRP(model, "epsilon_plus_flat")(x, batch_size=500)  # chunks fit
+    assert e.relevance.shape == x.shape and np.isfinite(e.relevance).all()
+    tb = modules.Sequential([modules.Linear(8, 4096), modules.Rect(), modules.Linear(4096, 2)])
+    with pytest.raises(MemoryError, match="layer 0"):
+        tb.forward(x.astype(np.float64))

@@ -70,3 +70,42 @@ def as_batch(x, in_features: int | None, what: str = "x") -> np.ndarray:
     if in_features is not None and x.shape[1] != in_features:
         raise ValueError(f"{what}: expected {in_features} features per sample, got shape {x.shape}")
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def available_memory() -> int | None:
+    """Bytes the system can still give this process (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(layers, shapes, n: int, itemsize: int, layerwise: bool, available: int | None = None) -> int:
+    """Raise MemoryError, before anything is allocated, when explaining ``n`` samples would
+    need more memory than is available; returns the estimate in bytes.
+
+    The C++ pass keeps every layer's activation of the batch (for the backward pass), two
+    relevance buffers of the widest layer, and the results (input relevance, and with
+    ``layerwise`` every layer's relevance); per-layer scratch is bounded by tiles.
+    """
+    widths = [int(np.prod(s)) for s in shapes]
+    per_sample = sum(widths) + 2 * max(widths) + widths[0] + (sum(widths) if layerwise else 0)
+    need = n * per_sample * itemsize
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        k = int(np.argmax(widths[1:])) if len(widths) > 1 else 0
+        fits = max(1, int(n * available / need / 2))
+        raise MemoryError(
+            f"explaining {n:,} samples needs about {need / 2**30:.1f} GiB ({per_sample * itemsize:,} bytes per "
+            f"sample; the largest activation is layer {k} {layers[k]!r}, {widths[k + 1]:,} values per sample), "
+            f"more than the {available / 2**30:.1f} GiB available: pass batch_size={fits:,} or fewer")
+    return need

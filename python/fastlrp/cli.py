@@ -234,6 +234,13 @@ def main(argv=None) -> int:
     ex.add_argument("--batch-size", type=int, default=8192, help="samples per chunk (default: %(default)s)")
     ex.add_argument("--out", required=True, help="output .npz")
     ex.add_argument("--plot", help="also write a PNG of the first sample's relevance")
+    sub.add_parser("bench", help="the benchmark suite against every importable peer (see: fastlrp bench --help)",
+                   add_help=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the suite parses its own options
+        from .bench.suite import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import composites as C
 from . import layers as L
+from ._checks import check_memory
 from .model import Sequential, build_network, from_internal, to_internal
 from .rules import ZBox
 
@@ -121,6 +122,7 @@ class LRP:
             return self._chunked(x, target, layerwise, batch_size, out, progress)
         x = self.model._as_input(x)
         shapes = self.model.shapes(x.shape[1:])
+        check_memory(self.model.layers, shapes, x.shape[0], x.dtype.itemsize, layerwise)
         net = self._network(x.dtype.type, shapes)
         logits_shape = shapes[-2] if self._skip else shapes[-1]
         targets, start = self._target(target, x.shape[0], logits_shape, x.dtype)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from . import layers as L
-from ._checks import as_batch, as_real_array
+from ._checks import as_batch, as_real_array, check_memory
 from ._native import core
 
 __all__ = ["Sequential", "fold_batchnorm", "load"]
@@ -197,6 +197,7 @@ class Sequential:
         """The model's output for x (N, in) or (N, C, H, W), output nonlinearity included."""
         x = self._as_input(x)
         shapes = self.shapes(x.shape[1:])
+        check_memory(self.layers, shapes, x.shape[0], x.dtype.itemsize, False)
         y = self._network(x.dtype.type, shapes).forward(to_internal(x))
         return from_internal(y, shapes[-1])
 
@@ -245,7 +246,21 @@ _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.
 
 
 def load(path) -> Sequential:
-    """Read a model written by :meth:`Sequential.save`; never unpickles anything."""
+    """Read a model written by :meth:`Sequential.save`; never unpickles anything. A damaged or
+    foreign file is a ValueError naming the problem."""
+    import zipfile
+    import zlib
+
+    try:
+        return _load(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, KeyError, IndexError,
+            NotImplementedError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read a fastlrp model ({exc})") from None
+
+
+def _load(path) -> Sequential:
     try:
         npz = np.load(os.fspath(path), allow_pickle=False)
     except ValueError as exc:

@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 from .. import layers as L
+from .._checks import check_memory
 from ..model import Sequential as _NativeSequential
 from ..model import build_network
 from . import _rules
@@ -102,7 +103,7 @@ class Module:
         """This layer's output for ``X`` (kept, with ``X``, for a following ``lrp``)."""
         X = _as_data(X)
         self.X = X
-        self.Y = _Runner([self]).forward(X)
+        self.Y = _Runner([self]).forward(X)[0]
         self._owner = None
         return self.Y
 
@@ -317,7 +318,8 @@ class Sequential(Module):
     def forward(self, X, lrp_aware=False):
         X = _as_data(X)
         runner = _Runner(self.modules)
-        self.Y = runner.forward(X)
+        # every layer's output is kept (a few MB), so that lrp() does not run the forward again
+        self.Y, self._acts = runner.forward(X, keep=True)
         self.X = X
         for m in self.modules:  # per-layer temporaries are made when a layer's lrp asks for them
             m.X = m.Y = None
@@ -331,7 +333,7 @@ class Sequential(Module):
             rules = [(m.lrp_var, m.lrp_param) for m in self.modules]
         else:
             rules = [(lrp_var, param)] * len(self.modules)
-        return _Runner(self.modules).lrp(self.X, R, rules)
+        return _Runner(self.modules).lrp(self.X, R, rules, given=getattr(self, "_acts", None))
 
     def set_lrp_parameters(self, lrp_var=None, param=None):
         _rules.canonical(lrp_var)
@@ -340,6 +342,7 @@ class Sequential(Module):
 
     def clean(self):
         Module.clean(self)
+        self._acts = None
         for m in self.modules:
             m.clean()
 
@@ -471,24 +474,38 @@ class _Runner:
             net = nets[key] = build_network(model.layers, np.float64, shapes, rules)
         return net, order, out_shape
 
-    def forward(self, X: np.ndarray) -> np.ndarray:
+    def key(self, shape) -> tuple:
+        return (tuple(shape), tuple((id(m), m._version) for m in self.modules))
+
+    def forward(self, X: np.ndarray, keep: bool = False):
+        """(Y in the toolbox's shape, None or (key, X, every layer's output) with keep)."""
         shape = X.shape[1:]
         model, shapes, order, out_shape, nets = self.native(shape)
+        check_memory(model.layers, shapes, X.shape[0], 8, False)
         net = next(iter(nets.values()), None) or self._net(shape, None)[0]
-        Y = net.forward(X.reshape(X.shape[0], -1))
+        X2 = X.reshape(X.shape[0], -1)
+        if keep:
+            acts = net.forward_all(X2)
+            Y = acts[-1] if acts else X2
+        else:
+            acts, Y = None, net.forward(X2)
         if order is not None:
             Y = Y[:, order]
-        return Y.reshape((X.shape[0],) + tuple(out_shape))
+        return Y.reshape((X.shape[0],) + tuple(out_shape)), (None if acts is None else (self.key(shape), X, acts))
 
-    def lrp(self, X: np.ndarray, R, presets) -> np.ndarray:
+    def lrp(self, X: np.ndarray, R, presets, given=None) -> np.ndarray:
         rules = [m._rule(v, p, k) for k, (m, (v, p)) in enumerate(zip(self.modules, presets))]
         net, order, out_shape = self._net(X.shape[1:], rules)
         R = _as_data(R, "R") if np.ndim(R) in (2, 4) else np.asarray(R, dtype=np.float64)
         expected = (X.shape[0],) + tuple(out_shape)
         if R.shape != expected:
             raise ValueError(f"R: expected the shape of the last forward output {expected}, got {R.shape}")
+        check_memory(self.native(X.shape[1:])[0].layers, self.native(X.shape[1:])[1], X.shape[0], 8, False)
         R2 = R.reshape(R.shape[0], -1)
         if order is not None:
             R2 = R2[:, np.argsort(order)]
-        rel = net.explain(X.reshape(X.shape[0], -1), None, np.ascontiguousarray(R2), False)[0]
+        acts = None
+        if given is not None and given[0] == self.key(X.shape[1:]) and given[1] is X:
+            acts = given[2]  # the forward pass of this X with these weights: not run again
+        rel = net.explain(X.reshape(X.shape[0], -1), None, np.ascontiguousarray(R2), False, acts)[0]
         return rel.reshape(X.shape)

@@ -58,32 +58,28 @@ def forward_layer(layer, X):
     return Y
 
 
-def _distribute(Z, Zb, R, rule, param, simple_eps):
-    """Relevance of the inputs of one output group: Z (N, k, n) contributions, Zb (n,) bias
-    terms added to the denominators, R (N, n). Returns (N, k)."""
+def _distribute(Z, Y, Zb, R, rule, param, simple_eps):
+    """Relevance of the inputs of one output group: Z (N, k, n) contributions, Y (N, n) the
+    outputs (sum of Z plus the bias Zb (n,)), R (N, n). Returns (N, k). As the toolbox: the
+    denominators from the forward output, the negative sum of alphabeta by subtraction."""
     if rule in ("simple", "epsilon"):
         eps = simple_eps if rule == "simple" else param
-        Zs = Z.sum(axis=1) + Zb
-        Zs = Zs + eps * sign(Zs)
-        return (Z / Zs[:, None, :] * R[:, None, :]).sum(axis=2)
+        return (Z * (R / (Y + eps * sign(Y)))[:, None, :]).sum(axis=2)
     if rule == "alphabeta":
         alpha, beta = param, 1.0 - param
         Zp = Z * (Z > 0)
         P = Zp.sum(axis=1) + Zb * (Zb > 0) + 1e-16
-        Q = (Z.sum(axis=1) + Zb) - P - 1e-16
-        out = 0.0
-        if alpha != 0:
-            out = out + alpha * (Zp / P[:, None, :] * R[:, None, :]).sum(axis=2)
-        del Zp  # as the toolbox: one term's tensors at a time
-        if beta != 0:
-            Zn = Z * (Z < 0)
-            out = out + beta * (Zn / Q[:, None, :] * R[:, None, :]).sum(axis=2)
-        return out
+        if beta == 0:
+            return (Zp * (alpha * R / P)[:, None, :]).sum(axis=2)
+        Q = Y - P - 1e-16
+        if alpha == 0:
+            return ((Z - Zp) * (beta * R / Q)[:, None, :]).sum(axis=2)
+        return ((alpha * Zp / P[:, None, :] + beta * (Z - Zp) / Q[:, None, :]) * R[:, None, :]).sum(axis=2)
     raise ValueError(rule)
 
 
-def lrp_layer(layer, X, R, rule, param):
-    """The toolbox's relevance at the input of ``layer`` (input X) for R at its output."""
+def lrp_layer(layer, X, Y, R, rule, param):
+    """The toolbox's relevance at the input of ``layer`` (input X, output Y) for R at its output."""
     kind = layer[0]
     if kind in ("rect", "tanh", "softmax"):
         return R
@@ -97,7 +93,7 @@ def lrp_layer(layer, X, R, rule, param):
             V = W ** 2
             return (V[None] / V.sum(axis=0)[None, None, :] * R[:, None, :]).sum(axis=2)
         Z = X[:, :, None] * W[None, :, :]
-        return _distribute(Z, B, R, rule, param, 1e-16)
+        return _distribute(Z, Y, B, R, rule, param, 1e-16)
     N, H, Wd, D = X.shape
     Rx = np.zeros_like(X)
     if kind == "conv":
@@ -114,7 +110,7 @@ def lrp_layer(layer, X, R, rule, param):
                     rin = (V[None] / V.sum(axis=0)[None, None, :] * r[:, None, :]).sum(axis=2)
                 else:
                     Z = patch[:, :, None] * Wt.reshape(-1, n)[None]
-                    rin = _distribute(Z, B, r, rule, param, 1e-16)
+                    rin = _distribute(Z, Y[:, i, j, :], B, r, rule, param, 1e-16)
                 Rx[:, i * s0:i * s0 + h, j * s1:j * s1 + w, :] += rin.reshape(N, h, w, d)
         return Rx
     (h, w), (s0, s1) = layer[1], layer[2]
@@ -144,6 +140,6 @@ def lrp_layer(layer, X, R, rule, param):
 def lrp(layers, X, R, rules):
     """Backward through every layer; ``rules`` is one (rule, param) per layer."""
     acts = forward_all(layers, X)
-    for layer, A, (rule, param) in zip(layers[::-1], acts[-2::-1], rules[::-1]):
-        R = lrp_layer(layer, A, R, rule, param)
+    for k in range(len(layers) - 1, -1, -1):
+        R = lrp_layer(layers[k], acts[k], acts[k + 1], R, *rules[k])
     return R

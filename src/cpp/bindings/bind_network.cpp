@@ -142,10 +142,28 @@ void bind_for(py::module_& m, const char* name) {
           },
           py::arg("x").noconvert(), "The model's output for a batch x (N, in).")
       .def(
+          "forward_all",
+          [](const Net& net, const CArray<T>& x) {
+            ConstMatrixMap<T> X = as_matrix(x, "input");
+            std::vector<RowMatrix<T>> outs;
+            {
+              // Safe without the GIL: as forward().
+              py::gil_scoped_release release;
+              outs = net.forward_all(X);
+            }
+            py::list l;
+            for (auto& a : outs) l.append(py::cast(std::move(a)));
+            return l;
+          },
+          py::arg("x").noconvert(), "Every layer's output for a batch x (a list, one (N, width) array per layer).")
+      .def(
           "explain",
           [](const Net& net, const CArray<T>& x, std::optional<py::array_t<std::int64_t, py::array::c_style>> targets,
-             std::optional<CArray<T>> start, bool layerwise) {
+             std::optional<CArray<T>> start, bool layerwise, std::optional<std::vector<CArray<T>>> given) {
             ConstMatrixMap<T> X = as_matrix(x, "input");
+            std::vector<ConstMatrixMap<T>> given_maps;
+            if (given)
+              for (const auto& a : *given) given_maps.push_back(as_matrix(a, "given activation"));
             std::optional<Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>> t;
             std::optional<ConstMatrixMap<T>> s;
             if (targets) {
@@ -161,7 +179,7 @@ void bind_for(py::module_& m, const char* name) {
               // Safe without the GIL: inputs are read only and owned by the caller; results
               // are written to fresh C++ buffers that Python sees only after this block.
               py::gil_scoped_release release;
-              e = net.explain(X, t, s, layerwise);
+              e = net.explain(X, t, s, layerwise, given ? &given_maps : nullptr);
             }
             py::object layers = py::none();
             if (layerwise) {
@@ -174,7 +192,9 @@ void bind_for(py::module_& m, const char* name) {
                                   py::cast(std::move(e.conservation)), layers, tg);
           },
           py::arg("x").noconvert(), py::arg("targets"), py::arg("start"), py::arg("layerwise"),
-          "Forward pass and LRP in one call: (relevance, output, conservation, layers, targets).");
+          py::arg("given") = py::none(),
+          "Forward pass and LRP in one call: (relevance, output, conservation, layers, targets); with given "
+          "(forward_all's outputs for x) the forward pass is not run again.");
 }
 
 void register_network(py::module_& m) {

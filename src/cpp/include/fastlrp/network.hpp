@@ -224,11 +224,40 @@ class Network {
     return Y;
   }
 
-  // Forward pass and LRP. targets: one class per sample; start: the start relevance (N, out);
-  // neither: the predicted class.
-  Explanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
-                         const std::optional<ConstMatrixMap<T>>& start, bool layerwise) const {
+  // Every layer's output for the batch (outputs[k] is layer k's, N x width): what explain()
+  // can reuse instead of running the forward pass again (the toolbox's forward-then-lrp).
+  std::vector<RowMatrix<T>> forward_all(const ConstMatrixMap<T>& X) const {
     check_input(X);
+    const Index L = static_cast<Index>(layers.size());
+    std::vector<RowMatrix<T>> outputs(L);
+    for (Index k = 0; k < L; ++k) outputs[k].resize(X.rows(), layers[k].out);
+    run_batch(X.rows(), [&](Index r0, Index n, int threads) {
+      Workspace& ws = thread_workspace();
+      ws.reset();
+      std::vector<ConstMatrixMap<T>> acts;
+      acts.reserve(layers.size() + 1);
+      acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
+      run_forward(acts, layers.size(), ws, nullptr, 0, threads);
+      for (Index k = 0; k < L; ++k) rows_of(outputs[k], r0, n) = acts[k + 1];
+      ws.trim();
+    });
+    return outputs;
+  }
+
+  // Forward pass and LRP. targets: one class per sample; start: the start relevance (N, out);
+  // neither: the predicted class. given: forward_all()'s outputs for this X, used instead of
+  // running the forward pass again.
+  Explanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
+                         const std::optional<ConstMatrixMap<T>>& start, bool layerwise,
+                         const std::vector<ConstMatrixMap<T>>* given = nullptr) const {
+    check_input(X);
+    if (given) {
+      if (given->size() < static_cast<std::size_t>(forward_layers()))
+        throw std::invalid_argument("given activations: expected one per layer");
+      for (Index k = 0; k < forward_layers(); ++k)
+        if ((*given)[k].rows() != X.rows() || (*given)[k].cols() != layers[k].out)
+          throw std::invalid_argument("given activations: layer " + std::to_string(k) + " has the wrong shape");
+    }
     const Index N = X.rows(), L = static_cast<Index>(layers.size()), Lf = forward_layers();
     const Index out = logits_features();
     if (start) check_finite(*start, "start relevance");
@@ -251,7 +280,11 @@ class Network {
       std::vector<ConstMatrixMap<T>> acts;
       acts.reserve(Lf + 1);
       acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
-      run_forward(acts, Lf, ws, nullptr, 0, threads);
+      if (given) {
+        for (Index k = 0; k < Lf; ++k) acts.emplace_back((*given)[k].data() + r0 * (*given)[k].cols(), n, (*given)[k].cols());
+      } else {
+        run_forward(acts, Lf, ws, nullptr, 0, threads);
+      }
       const ConstMatrixMap<T>& logits = acts[Lf];
       rows_of(e.output, r0, n) = logits;
 

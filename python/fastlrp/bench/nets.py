@@ -1,5 +1,6 @@
-"""The networks of shared/specs/peers.md with He-initialised random weights (fixed seed), as
-fastlrp models and, for the peers, as torch modules with the same weights."""
+"""The benchmark networks with He-initialised random weights (fixed seed): those of
+shared/specs/peers.md as fastlrp models and, for the peers, as torch modules with the same
+weights; the numpy toolbox's MNIST networks as fastlrp.toolbox models."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 
 def _he(rng, shape, fan_in, dtype):
     return (rng.normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def mlp_spec():
+    """105 -> 512 -> 256 -> 128 -> 64 -> 2, ReLU: an Adult-income-sized tabular classifier."""
+    sizes = [105, 512, 256, 128, 64, 2]
+    spec = []
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        spec.append(("dense", (o, i)))
+        if k < len(sizes) - 2:
+            spec.append(("relu",))
+    return spec, (105,)
 
 
 def lenet_spec():
@@ -99,4 +111,70 @@ def conv_flops(model, sample_shape) -> int:
             total += 2 * int(np.prod(out)) * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
         elif isinstance(layer, fl.Dense):
             total += 2 * layer.in_features * layer.out_features
+    return total
+
+
+# ---- the numpy toolbox's MNIST networks (float64, toolbox layout), as plain layer tuples of
+# fastlrp.toolbox.reference, and as fastlrp.toolbox models with the same weights
+
+def toolbox_mlp_layers(seed=0):
+    """MLP 784-1296-1296-1296-10, Rect (its final SoftMax dropped, as the toolbox demos do)."""
+    rng = np.random.default_rng(seed)
+    sizes = [784, 1296, 1296, 1296, 10]
+    layers = []
+    for k, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(("linear", rng.normal(size=(m, n)) * np.sqrt(2.0 / m), rng.normal(size=n) * 0.01))
+        if k < len(sizes) - 2:
+            layers.append(("rect",))
+    return layers, (784,)
+
+
+def toolbox_lenet5_layers(seed=0):
+    """LeNet-5 as the toolbox ships it: conv 5x5x1->10, Rect, SumPool 2/2, conv 5x5x10->25, Rect,
+    SumPool 2/2, conv 4x4x25->100, Rect, SumPool 2/2, conv 1x1x100->10, Flatten; 32x32x1 input."""
+    rng = np.random.default_rng(seed)
+
+    def conv(h, w, d, n):
+        return ("conv", rng.normal(size=(h, w, d, n)) * np.sqrt(2.0 / (h * w * d)), rng.normal(size=n) * 0.01, (1, 1))
+
+    pool = ("sumpool", (2, 2), (2, 2))
+    return [conv(5, 5, 1, 10), ("rect",), pool, conv(5, 5, 10, 25), ("rect",), pool, conv(4, 4, 25, 100), ("rect",),
+            pool, conv(1, 1, 100, 10), ("flatten",)], (32, 32, 1)
+
+
+def toolbox_model(layers):
+    """A fastlrp.toolbox Sequential with the weights of reference-style layer tuples."""
+    from ..toolbox import modules
+
+    mods = []
+    for layer in layers:
+        if layer[0] == "linear":
+            m = modules.Linear(*layer[1].shape)
+            m.W, m.B = layer[1], layer[2]
+        elif layer[0] == "conv":
+            m = modules.Convolution(layer[1].shape, layer[3])
+            m.W, m.B = layer[1], layer[2]
+        elif layer[0] == "sumpool":
+            m = modules.SumPool(layer[1], layer[2])
+        else:
+            m = {"rect": modules.Rect, "flatten": modules.Flatten}[layer[0]]()
+        mods.append(m)
+    return modules.Sequential(mods)
+
+
+def toolbox_flops(layers, sample_shape) -> int:
+    """Multiply-adds x 2 of the Linear and Convolution layers' forward pass, per sample."""
+    total, shape = 0, tuple(sample_shape)
+    for layer in layers:
+        if layer[0] == "linear":
+            total += 2 * layer[1].size
+            shape = (layer[1].shape[1],)
+        elif layer[0] == "conv":
+            h, w, d, n = layer[1].shape
+            ho, wo = (shape[0] - h) // layer[3][0] + 1, (shape[1] - w) // layer[3][1] + 1
+            total += 2 * ho * wo * h * w * d * n
+            shape = (ho, wo, n)
+        elif layer[0] == "sumpool":
+            (h, w), (s0, s1) = layer[1], layer[2]
+            shape = ((shape[0] - h) // s0 + 1, (shape[1] - w) // s1 + 1, shape[2])
     return total

@@ -1,0 +1,320 @@
+"""The benchmark suite: fastlrp against every peer that is importable, in one run.
+
+    python -m fastlrp.bench [--quick] [--nets mlp,lenet,vgg16,toolbox-mlp,toolbox-lenet5]
+                            [--threads 1,2] [--json out.json] [--plot ratios.png] [--out table.md]
+    fastlrp bench ...        (the same)
+
+What a figure means:
+
+- one **sample** is one input explained: the forward pass and the LRP pass of the predicted
+  class, relevance seeded with ``logit * onehot(argmax)`` (toolbox nets: ``forward(X)`` then
+  ``lrp(Y * onehot)``, as a toolbox script does);
+- **samples/s** is the batch size over the median time of one call, after a warm-up; min-max
+  of the rounds in brackets. Threads: fastlrp's (and torch's) thread count of the row;
+- **GFLOP/s** counts the Dense/Conv multiply-adds x 2 of one forward pass per sample: the
+  work a forward pass does, not what the LRP pass adds (2-4x more);
+- **peak MiB** is the growth of the process's peak resident memory during one fastlrp call;
+- peers: ``forward`` is fastlrp's own forward pass (the floor: no LRP can be cheaper);
+  ``numpy`` is fastlrp's plain-numpy reference from the formulas (float64; the toolbox nets:
+  the toolbox's algorithm in numpy), only where it finishes in seconds; ``zennit`` and
+  ``captum`` (PyTorch, same weights) when importable. A ratio above 1 means fastlrp is faster.
+- before timing, every case checks that fastlrp's relevance equals the peer's: relative
+  difference (``||a - b|| / ||b||``) below 1e-3 in float32, 1e-9 against the float64
+  references. captum is comparable for ``Epsilon`` only (its rules differ elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .. import composites
+from . import nets
+from ._util import import_zennit, machine, rate, rel_error, table, timeit
+
+RULES = {"Epsilon": lambda: _epsilon(), "epsilon_plus_flat": lambda: "epsilon_plus_flat",
+         "epsilon_gamma_box(-3, 3)": lambda: composites.epsilon_gamma_box(-3.0, 3.0),
+         "epsilon_alpha2_beta1": lambda: "epsilon_alpha2_beta1"}
+TOOLBOX_RULES = {"epsilon": ("epsilon", 0.01), "alphabeta": ("alphabeta", 2.0)}
+NETS = {"mlp": ((1, 64, 1024), (1, 64)), "lenet": ((1, 64, 256), (1, 64)), "vgg16": ((1, 8), ()),
+        "toolbox-mlp": ((1, 16, 256), (16,)), "toolbox-lenet5": ((1, 16, 64), (16,))}
+
+
+def _epsilon():
+    from ..rules import Epsilon
+
+    return Epsilon()
+
+
+def peak_growth(fn) -> float | None:
+    """MiB by which the process's peak RSS grows during fn() (Linux; None elsewhere)."""
+    def status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        return None
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak (VmHWM) restarts from the current RSS
+        base = status("VmRSS")
+        fn()
+        return (status("VmHWM") - base) / 2**20
+    except OSError:
+        fn()
+        return None
+
+
+def _mib(v) -> str:
+    return "" if v is None else f"{v:.0f}"
+
+
+class Peers:
+    """The PyTorch peers, each loaded once, or the one-line reason it is skipped."""
+
+    def __init__(self):
+        self.zennit, self.zennit_why = import_zennit()
+        self.torch = self.zennit[0] if self.zennit else None
+        self.captum, self.captum_why = None, "torch not importable"
+        if self.torch is not None:
+            try:
+                from captum.attr import LRP as CaptumLRP
+
+                self.captum, self.captum_why = CaptumLRP, None
+            except Exception as exc:  # noqa: BLE001 - any failure means: no captum peer
+                self.captum_why = f"captum not importable ({type(exc).__name__}: {str(exc)[:80]})"
+
+    def zennit_explainer(self, tmodel, rule):
+        torch, zennit = self.zennit
+        zc, zr = zennit.composites, zennit.rules
+        comp = {"Epsilon": lambda: zc.LayerMapComposite([(torch.nn.Linear, zr.Epsilon()), (torch.nn.Conv2d, zr.Epsilon())]),
+                "epsilon_plus_flat": zc.EpsilonPlusFlat,
+                "epsilon_gamma_box(-3, 3)": lambda: zc.EpsilonGammaBox(low=-3.0, high=3.0),
+                "epsilon_alpha2_beta1": zc.EpsilonAlpha2Beta1}[rule]()
+        attributor = zennit.attribution.Gradient(tmodel, comp)
+        attributor.__enter__()
+
+        def seed(out):
+            return out * torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).to(out.dtype)
+
+        def explain(x):
+            return attributor(torch.from_numpy(x), seed)[1].detach().numpy()
+
+        return explain, lambda: attributor.__exit__(None, None, None)
+
+    def captum_explainer(self, tmodel):
+        torch = self.torch
+        lrp = self.captum(tmodel)
+
+        def explain(x):
+            xt = torch.from_numpy(x).requires_grad_(True)
+            with torch.no_grad():
+                target = tmodel(xt).argmax(1)
+            return lrp.attribute(xt, target=target).detach().numpy()
+
+        return explain
+
+
+def _case(rows, records, **kw):
+    records.append(kw)
+    cells = [kw["net"], kw["batch"], kw["threads"], kw["rule"], kw["samples_s"], kw.get("range", ""),
+             kw.get("gflops", ""), kw.get("peak_mib", "")]
+    for peer in ("forward", "numpy", "zennit", "captum"):
+        r = kw.get("peers", {}).get(peer)
+        cells.append("" if r is None else (r if isinstance(r, str) else f"{r['ratio']:.2f}x ({rate(1, 1 / r['samples_s'])})"))
+    rows.append(cells)
+    print(" | ".join(str(c) for c in cells), file=sys.stderr, flush=True)
+
+
+def run_native(name, batches, threads_list, rules, peers, rows, records, quick):
+    import fastlrp as fl
+
+    from .. import reference
+
+    spec, shape = {"mlp": nets.mlp_spec, "lenet": nets.lenet_spec, "vgg16": nets.vgg16_spec}[name]()
+    model, params = nets.build(spec)
+    tmodel = nets.to_torch(params, peers.torch) if peers.torch is not None else None
+    flops = nets.conv_flops(model, shape)
+    big = name == "vgg16"
+    for threads in threads_list:
+        fl.set_num_threads(threads)
+        if peers.torch is not None:
+            peers.torch.set_num_threads(threads)
+        for batch in batches:
+            x = np.random.default_rng(batch).normal(size=(batch,) + shape).astype(np.float32)
+            min_time, reps = (0.0, 2 if quick else 3) if big else (0.05, 3 if quick else 5)
+            t_fwd = timeit(lambda: model.forward(x), min_time=min_time, repeats=reps)[0]
+            for rule_name in rules:
+                lrp = fl.LRP(model, RULES[rule_name]())
+                e = lrp(x)
+                t, lo, hi = timeit(lambda: lrp(x), min_time=min_time, repeats=reps)
+                res = dict(net=name, batch=batch, threads=threads, rule=rule_name, samples_s=rate(batch, t),
+                           range=f"{rate(batch, hi)}-{rate(batch, lo)}", gflops=f"{flops * batch / t / 1e9:.0f}",
+                           peak_mib=_mib(peak_growth(lambda: lrp(x))) if batch > 1 else "", peers={},
+                           seconds=t)
+                res["peers"]["forward"] = {"samples_s": batch / t_fwd, "ratio": t_fwd / t}
+                # the reference builds an (N, in, out) tensor per layer: MLP up to batch 64, LeNet batch 1
+                if threads == threads_list[0] and (name == "mlp" and batch <= 64 or name == "lenet" and batch == 1):
+                    ref = reference.lrp(model.layers, lrp.rules, x.astype(np.float64))[0]
+                    err = rel_error(lrp(x.astype(np.float64)).relevance, ref)
+                    if err > 1e-9 or rel_error(e.relevance, ref) > 1e-3:
+                        res["peers"]["numpy"] = f"DIFFERENT ({err:.0e})"
+                    else:
+                        t_ref = timeit(lambda: reference.lrp(model.layers, lrp.rules, x), min_time=0.0,
+                                       repeats=1 if quick else 3)[0]
+                        res["peers"]["numpy"] = {"samples_s": batch / t_ref, "ratio": t_ref / t, "rel_diff": err}
+                if peers.zennit is not None:
+                    explain, close = peers.zennit_explainer(tmodel, rule_name)
+                    err = rel_error(e.relevance, explain(x))
+                    if err > 1e-3:
+                        res["peers"]["zennit"] = f"DIFFERENT ({err:.0e})"
+                    else:
+                        t_z = timeit(lambda: explain(x), min_time=min_time, repeats=reps)[0]
+                        res["peers"]["zennit"] = {"samples_s": batch / t_z, "ratio": t_z / t, "rel_diff": err}
+                    close()
+                if peers.captum is not None and rule_name == "Epsilon":
+                    explain = peers.captum_explainer(tmodel)
+                    err = rel_error(e.relevance, explain(x))
+                    if err > 1e-3:
+                        res["peers"]["captum"] = f"DIFFERENT ({err:.0e})"
+                    else:
+                        t_c = timeit(lambda: explain(x), min_time=min_time, repeats=reps)[0]
+                        res["peers"]["captum"] = {"samples_s": batch / t_c, "ratio": t_c / t, "rel_diff": err}
+                _case(rows, records, **res)
+
+
+def run_toolbox(name, batches, threads_list, rules, rows, records, quick):
+    import fastlrp as fl
+
+    from ..toolbox import reference as tref
+
+    layers, shape = nets.toolbox_mlp_layers() if name == "toolbox-mlp" else nets.toolbox_lenet5_layers()
+    net = nets.toolbox_model(layers)
+    flops = nets.toolbox_flops(layers, shape)
+    for threads in threads_list:
+        fl.set_num_threads(threads)
+        for batch in batches:
+            X = np.random.default_rng(batch).uniform(-1, 1, size=(batch,) + shape)
+            Y = net.forward(X)
+            R = Y * (Y == Y.max(axis=1, keepdims=True))
+            t_fwd = timeit(lambda: net.forward(X), min_time=0.05, repeats=3 if quick else 5)[0]
+            for rule_name in rules:
+                rule, param = TOOLBOX_RULES[rule_name]
+
+                def ours():
+                    net.forward(X)
+                    return net.lrp(R, rule, param)
+
+                t, lo, hi = timeit(ours, min_time=0.05, repeats=3 if quick else 5)
+                res = dict(net=name, batch=batch, threads=threads, rule=f"toolbox '{rule}'", samples_s=rate(batch, t),
+                           range=f"{rate(batch, hi)}-{rate(batch, lo)}", gflops=f"{flops * batch / t / 1e9:.0f}",
+                           peak_mib=_mib(peak_growth(ours)) if batch > 1 else "", peers={}, seconds=t)
+                res["peers"]["forward"] = {"samples_s": batch / t_fwd, "ratio": t_fwd / t}
+                if threads == threads_list[0]:
+                    theirs = tref.lrp(layers, X, R, [(rule, param)] * len(layers))
+                    err = rel_error(ours(), theirs)
+                    if err > 1e-9:
+                        res["peers"]["numpy"] = f"DIFFERENT ({err:.0e})"
+                    else:
+                        slow = batch * (1 if "lenet" in name else 50) >= 64 * 50
+                        t_np = timeit(lambda: tref.lrp(layers, X, R, [(rule, param)] * len(layers)), min_time=0.0,
+                                      repeats=1 if quick or slow else 3, max_calls=1 if slow else None)[0]
+                        res["peers"]["numpy"] = {"samples_s": batch / t_np, "ratio": t_np / t, "rel_diff": err}
+                res["peers"]["zennit"] = res["peers"]["captum"] = "n/a (toolbox rules)"
+                _case(rows, records, **res)
+
+
+def plot_ratios(records, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, series = [], {}
+    for r in records:
+        labels.append(f"{r['net']} b{r['batch']} t{r['threads']}\n{r['rule']}")
+        for peer in ("numpy", "zennit", "captum"):
+            v = r["peers"].get(peer)
+            series.setdefault(peer, []).append(v["ratio"] if isinstance(v, dict) else np.nan)
+    series = {k: v for k, v in series.items() if not np.all(np.isnan(v))}
+    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(labels)), 5))
+    width = 0.8 / max(1, len(series))
+    pos = np.arange(len(labels))
+    for k, (peer, vals) in enumerate(series.items()):
+        ax.bar(pos + k * width, vals, width, label=f"vs {peer}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("fastlrp speed-up (x, log scale; >1: fastlrp faster)")
+    ax.set_xticks(pos + width * (len(series) - 1) / 2)
+    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="fastlrp bench", description="fastlrp against every importable peer "
+                                 "(its numpy reference, zennit, captum, its own forward pass).")
+    ap.add_argument("--quick", action="store_true", help="small batches, all cores, two rules: under two minutes")
+    ap.add_argument("--nets", help=f"comma-separated subset of {','.join(NETS)} (default: all; --quick: no vgg16)")
+    ap.add_argument("--threads", help="comma-separated thread counts (default: 1 and all cores; --quick: all)")
+    ap.add_argument("--rules", help=f"comma-separated subset of {','.join(RULES)} (toolbox nets: epsilon, alphabeta)")
+    ap.add_argument("--json", help="also write every case as JSON to this file")
+    ap.add_argument("--plot", help="also write a bar chart of the ratios (PNG)")
+    ap.add_argument("--out", help="also write the markdown report to this file")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import fastlrp as fl
+
+    cores = fl._core.max_threads()
+    names = args.nets.split(",") if args.nets else [n for n in NETS if not (args.quick and n == "vgg16")]
+    for n in names:
+        if n not in NETS:
+            ap.error(f"--nets: unknown net {n!r}; expected some of {', '.join(NETS)}")
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else ([cores] if args.quick else sorted({1, cores}))
+    rules = args.rules.split(",") if args.rules else (["Epsilon", "epsilon_plus_flat"] if args.quick else list(RULES))
+    for r in rules:
+        if r not in RULES:
+            ap.error(f"--rules: unknown rule {r!r}; expected some of {', '.join(RULES)}")
+    t0 = time.perf_counter()
+    peers = Peers()
+    lines = ["# fastlrp benchmark suite", "", f"Machine: {machine()}", ""]
+    for peer, why in (("zennit", peers.zennit_why), ("captum", peers.captum_why)):
+        lines.append(f"- {peer}: " + (f"skipped: {why}" if why else "compared"))
+    lines.append("")
+    rows, records = [], []
+    for name in names:
+        batches = NETS[name][1] if args.quick else NETS[name][0]
+        if name.startswith("toolbox"):
+            tb_rules = [r for r in ("epsilon", "alphabeta") if not args.quick or r == "epsilon"]
+            run_toolbox(name, batches, threads, tb_rules, rows, records, args.quick)
+        else:
+            run_native(name, batches, threads, rules, peers, rows, records, args.quick)
+    fl.set_num_threads(None)
+    headers = ["net", "batch", "threads", "rule", "fastlrp samples/s", "(min-max)", "GFLOP/s (fwd work)",
+               "peak MiB", "vs forward", "vs numpy", "vs zennit", "vs captum"]
+    lines += [table(headers, rows), "",
+              "Cells 'vs X' give fastlrp's speed-up over X and, in brackets, X's samples/s; 'vs forward' below 1 "
+              "is the LRP pass's cost over fastlrp's own forward pass. Empty: not run (the numpy reference only "
+              "on the first thread count and small batches).", "",
+              f"Suite time: {time.perf_counter() - t0:.0f} s."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "cases": records}, f, indent=1)
+    if args.plot:
+        plot_ratios(records, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
