@@ -39,3 +39,16 @@ def test_toolbox_dropin_example(tmp_path):
     assert float(out.stdout.split("model accuracy: ")[1].split("%")[0]) > 80
     for name in ("epsilon", "alphabeta", "presets"):
         assert (tmp_path / f"digits-{name}.png").stat().st_size > 0
+
+
+def test_digits_cnn_example(tmp_path):
+    pytest.importorskip("sklearn")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "digits_cnn.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split("test accuracy: ")[1].split()[0]) > 0.85
+    import matplotlib.image as mpimg
+
+    for name in ("one-digit-every-class.png", "class-means.png"):
+        img = mpimg.imread(tmp_path / name)
+        assert img.shape[0] > 50 and img[..., :3].std() > 0.05  # not blank
