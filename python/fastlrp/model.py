@@ -248,27 +248,61 @@ _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.
 def load(path) -> Sequential:
     """Read a model written by :meth:`Sequential.save`; never unpickles anything. A damaged or
     foreign file is a ValueError naming the problem."""
-    import zipfile
-    import zlib
-
     try:
         return _load(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, KeyError, IndexError,
-            NotImplementedError, RuntimeError) as exc:
-        raise ValueError(f"{path}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except (ValueError, MemoryError):
+        raise
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read a fastlrp model ({exc})") from None
+        if not os.path.exists(os.fspath(path)):
+            raise ValueError(f"{path}: cannot read a fastlrp model ({exc})") from None
+        raise ValueError(f"{path}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged archive makes zipfile/numpy raise
+        raise ValueError(f"{path}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+class _SafeNpz:
+    """The arrays of an .npz archive, each read only after its header's claimed size is checked
+    against the member's real size (np.load would allocate what a header claims first)."""
+
+    def __init__(self, path):
+        import zipfile
+
+        self.path = path
+        try:
+            self.zip = zipfile.ZipFile(os.fspath(path))
+        except zipfile.BadZipFile:
+            raise ValueError(f"{path}: expected a .npz archive written by Sequential.save (not a zip file)") from None
+        self.files = [n[:-4] for n in self.zip.namelist() if n.endswith(".npy")]
+
+    def __getitem__(self, key):
+        fmt = np.lib.format
+        info = self.zip.getinfo(key + ".npy")
+        with self.zip.open(info) as fp:
+            version = fmt.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(fp)
+            else:  # numpy writes 1.0 for these arrays (3.0 only for non-latin1 field names)
+                raise ValueError(f"{self.path}: entry {key!r} has .npy format version {version}; expected 1.0 or 2.0")
+            if dtype.hasobject:
+                raise ValueError(f"{self.path}: entry {key!r} holds Python objects; refused (no pickles)")
+            need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if need > info.file_size:
+                raise ValueError(f"{self.path}: entry {key!r} claims shape {shape} ({need:,} bytes) but holds "
+                                 f"{info.file_size:,}")
+        with self.zip.open(info) as fp:
+            return fmt.read_array(fp, allow_pickle=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.zip.close()
 
 
 def _load(path) -> Sequential:
-    try:
-        npz = np.load(os.fspath(path), allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a fastlrp model file ({exc})") from exc
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read a fastlrp model ({exc})") from exc
-    if not hasattr(npz, "files"):
-        raise ValueError(f"{path}: expected a .npz archive written by Sequential.save, got a plain array")
+    npz = _SafeNpz(path)
     with npz:
         if "__config__" not in npz.files:
             raise ValueError(f"{path}: no '__config__' entry; not a fastlrp model file")

@@ -22,6 +22,15 @@ SUPPORTED = ("Gemm", "MatMul+Add", "Conv", "Relu", "LeakyRelu", "Tanh", "Sigmoid
 def from_onnx(path) -> Sequential:
     """An ONNX file holding a sequential graph of the supported operators as a fastlrp model."""
     try:
+        return _from_onnx(path)
+    except (ValueError, ImportError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed graph (missing fields, bad attributes)
+        raise ValueError(f"{path}: malformed ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _from_onnx(path) -> Sequential:
+    try:
         import onnx
         from onnx import numpy_helper
     except ImportError:

@@ -410,10 +410,32 @@ def _convert(stub, k) -> M.Module:
     return layer
 
 
+_MAX_MEMO = 1 << 20  # a toolbox pickle memoizes a few hundred objects
+
+
+def _prescan(data: bytes, path) -> None:
+    """Walk the opcodes without executing any: refuse unknown opcodes and memo indices that
+    would make the C unpickler allocate a huge memo table (its memo is an array)."""
+    import pickletools
+
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
+                if not isinstance(arg, int) or not 0 <= arg < _MAX_MEMO:
+                    raise ValueError(f"memo index {arg!r} out of range")
+            elif op.name == "STOP":
+                return
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a readable toolbox pickle ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - genops on garbage
+        raise ValueError(f"{path}: not a readable toolbox pickle ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
 def read_pickle(path) -> M.Sequential:
     """A toolbox ``.nn`` pickle, read without running anything from it."""
     with open(path, "rb") as fh:
         data = fh.read()
+    _prescan(data, path)
     try:
         obj = _SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
