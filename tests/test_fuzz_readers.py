@@ -156,11 +156,12 @@ def test_zip_member_claiming_a_huge_size_is_refused(tmp_path, size):
 
 
 @pytest.mark.parametrize("name", ["crash-npz-tokenize.npz", "crash-keras-zipversion.keras", "crash-onnx-no-output.onnx",
-                                  "oom-nn-memo-index.nn"])
+                                  "oom-nn-memo-index.nn", "crash-nn-dtype-setstate.nn"])
 def test_fuzzer_findings_stay_fixed(name):
     """Inputs atheris found (fuzz/fuzz_readers.py): a TokenError from a .npy header, zipfile's
     NotImplementedError, an ONNX node without outputs, a pickle memo index of 605 million (4.8 GB
-    memo table in the C unpickler). Each is now a ValueError, in milliseconds."""
+    memo table in the C unpickler), a numpy dtype state that makes numpy raise SystemError. Each is
+    now a ValueError, in milliseconds."""
     p = os.path.join(DATA, "fuzz", name)
     pytest.importorskip("onnx") if name.endswith(".onnx") else None
     t0 = time.perf_counter()

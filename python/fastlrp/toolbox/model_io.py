@@ -440,8 +440,9 @@ def read_pickle(path) -> M.Sequential:
         obj = _SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
-            UnicodeDecodeError, RecursionError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything a damaged pickle makes the unpickler or numpy raise
         raise ValueError(f"{path}: not a readable toolbox pickle ({type(exc).__name__}: {str(exc)[:200]})") from None
     if type(obj) is not _STUBS["Sequential"]:
         raise ValueError(f"{path}: expected a pickled toolbox Sequential, got {type(obj).__name__}")
