@@ -11,7 +11,6 @@ needs neither torch nor a download.
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 
 def main(argv=None):

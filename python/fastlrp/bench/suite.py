@@ -165,7 +165,6 @@ def run_native(name, batches, threads_list, rules, peers, rows, records, quick):
                 lrp = fl.LRP(model, RULES[rule_name]())
                 box = {}
                 peak = peak_growth(lambda: box.setdefault("e", lrp(x)))  # the first call: workspace + prepared weights
-                e = box["e"]
                 t, lo, hi = timeit(lambda: lrp(x), min_time=min_time, repeats=reps)
                 res = dict(net=name, batch=batch, threads=threads, rule=rule_name, samples_s=rate(batch, t),
                            range=f"{rate(batch, hi)}-{rate(batch, lo)}", gflops=f"{flops * batch / t / 1e9:.0f}",
