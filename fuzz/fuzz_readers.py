@@ -38,8 +38,11 @@ def run_one(reader: str, args):
     with atheris.instrument_imports():
         import fastlrp as fl
         from fastlrp.toolbox import model_io
-    read = {".txt": model_io.read, ".nn": model_io.read, ".npz": fl.load, ".keras": fl.from_keras,
-            ".h5": fl.from_keras, ".onnx": fl.from_onnx}[READERS[reader]]
+    def keras(p):  # HDF5 is parsed in a child process; a hang there ends at this limit as a ValueError
+        return fl.from_keras(p, timeout=5)
+
+    read = {".txt": model_io.read, ".nn": model_io.read, ".npz": fl.load, ".keras": keras, ".h5": keras,
+            ".onnx": fl.from_onnx}[READERS[reader]]
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "input" + READERS[reader])
     corpus = os.path.join(tmp, "corpus")

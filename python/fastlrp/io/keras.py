@@ -8,10 +8,12 @@ fastlrp, so the Dense layer after it gets its weight columns permuted: outputs a
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -28,39 +30,73 @@ _MAX_MEMBER = 8 << 30  # a .keras member larger than this is refused before it i
 _MAX_RATIO = 1000  # nor one whose compression ratio suggests a zip bomb
 
 
-def from_keras(path, input_shape=None) -> Sequential:
+def from_keras(path, input_shape=None, timeout: float = 60.0) -> Sequential:
     """A Keras ``Sequential`` saved as ``.keras`` or ``.h5`` as a fastlrp model.
 
     ``input_shape`` (H, W, C) or (features,) is needed only when the file does not record it
-    and a Flatten of an image is followed by a Dense layer.
+    and a Flatten of an image is followed by a Dense layer. The HDF5 part is parsed in a child
+    process that must finish within ``timeout`` seconds (the HDF5 library can spin on a crafted
+    file, and a C call cannot be interrupted).
     """
     try:
-        import h5py
+        import h5py  # noqa: F401 - checked here so that the error names the missing package
     except ImportError:
         raise ImportError("from_keras needs h5py: pip install h5py (TensorFlow and Keras are not needed)") from None
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
+    if ext not in (".keras", ".h5", ".hdf5"):
+        raise ValueError(f"{path}: expected a .keras or .h5 file, got extension {ext!r}")
     try:
-        if ext == ".keras":
-            with zipfile.ZipFile(path) as z:
-                config = json.loads(_member(z, "config.json", path))
-                weights = h5py.File(io.BytesIO(_member(z, "model.weights.h5", path)), "r")
-            with weights:
-                return _build(config, _KerasV3Weights(weights, config), input_shape, path)
-        if ext in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("model_config")
-                if raw is None:
-                    raise ValueError("no model_config attribute: a weights-only file, not a saved model")
-                config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
-                if "model_weights" not in f:
-                    raise ValueError("no model_weights group")
-                return _build(config, _LegacyWeights(f["model_weights"]), input_shape, path)
+        with tempfile.TemporaryDirectory() as tmp:
+            if ext == ".keras":
+                with zipfile.ZipFile(path) as z:
+                    config = json.loads(_member(z, "config.json", path))
+                    h5 = os.path.join(tmp, "model.weights.h5")
+                    with open(h5, "wb") as fh:
+                        fh.write(_member(z, "model.weights.h5", path))
+                meta, arrays = _parse_h5(h5, "v3", timeout, path)
+                weights = _KerasV3Weights(_Tree(meta, arrays), config)
+            else:
+                meta, arrays = _parse_h5(path, "legacy", timeout, path)
+                config = json.loads(meta["config"])
+                weights = _LegacyWeights(meta, arrays)
+            return _build(config, weights, input_shape, path)
     except (ValueError, MemoryError):
         raise
-    except Exception as exc:  # noqa: BLE001 - whatever a damaged zip/HDF5/JSON makes the parsers raise
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged zip/JSON makes the parsers raise
         raise ValueError(f"{path}: not a readable Keras file ({type(exc).__name__}: {str(exc)[:200]})") from None
-    raise ValueError(f"{path}: expected a .keras or .h5 file, got extension {ext!r}")
+
+
+def _parse_h5(h5, kind, timeout, path):
+    """(meta, arrays) of an HDF5 file read by fastlrp.io._h5child in a child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out")
+        try:
+            p = subprocess.run([sys.executable, "-m", "fastlrp.io._h5child", h5, out, kind], capture_output=True,
+                               text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ValueError(f"{path}: reading the HDF5 data took over {timeout:g} s; refused "
+                             "(a damaged or crafted file)") from None
+        if p.returncode != 0:
+            why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1]
+            raise ValueError(f"{path}: not a readable Keras file ({why[:300]})")
+        with open(out + ".json") as fh:
+            meta = json.load(fh)
+        with np.load(out + ".npz", allow_pickle=False) as z:
+            arrays = {k: z[v] for k, v in meta["arrays"].items()}
+    return meta, arrays
+
+
+class _Tree:
+    """The ``layers/<path>/vars/<i>`` arrays of a .keras weights file, as h5py's get() would."""
+
+    def __init__(self, meta, arrays):
+        self.arrays = arrays
+
+    def get(self, group):
+        prefix = group.rstrip("/") + "/"
+        found = {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix) and "/" not in k[len(prefix):]}
+        return found or None
 
 
 def _member(z, name, path) -> bytes:
@@ -110,15 +146,13 @@ class _KerasV3Weights:
 
 
 class _LegacyWeights:
-    def __init__(self, g):
-        self.g = g
+    """model_weights/<layer>/<weight_names...> of a legacy .h5, in the order of weight_names."""
+
+    def __init__(self, meta, arrays):
+        self.names, self.arrays = meta.get("weight_names", {}), arrays
 
     def get(self, name):
-        grp = self.g.get(name)
-        if grp is None:
-            return []
-        names = grp.attrs.get("weight_names", [])
-        return [grp[n.decode("utf-8") if isinstance(n, bytes) else str(n)] for n in names]
+        return [self.arrays[f"{name}/{n}"] for n in self.names.get(name, [])]
 
 
 def _read(ds, shape, what):
