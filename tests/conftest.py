@@ -45,3 +45,16 @@ def rng():
 def _restore_threads():
     yield
     fl.set_num_threads(None)
+
+
+def fwd_close(actual, expected):
+    """A loaded model's forward against its source framework's: float32, rtol 1e-5."""
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(expected).max())))
+
+
+def same_relevance(loaded, native, x, composite="epsilon_plus_flat"):
+    """Two models explain x alike (same targets, relevance to float32 rounding)."""
+    a = fl.LRP(loaded, composite)(x)
+    b = fl.LRP(native, composite)(x)
+    np.testing.assert_array_equal(a.targets, b.targets)
+    np.testing.assert_allclose(a.relevance, b.relevance, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(b.relevance).max())))

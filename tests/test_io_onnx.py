@@ -7,18 +7,9 @@ import pytest
 
 import fastlrp as fl
 
+from conftest import fwd_close, same_relevance
+
 DATA = os.path.join(os.path.dirname(__file__), "data")
-
-
-def fwd_close(actual, expected):
-    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(expected).max())))
-
-
-def same_relevance(loaded, native, x, composite="epsilon_plus_flat"):
-    a = fl.LRP(loaded, composite)(x)
-    b = fl.LRP(native, composite)(x)
-    np.testing.assert_array_equal(a.targets, b.targets)
-    np.testing.assert_allclose(a.relevance, b.relevance, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(b.relevance).max())))
 
 
 # ------------------------------------------------------------------------------ ONNX

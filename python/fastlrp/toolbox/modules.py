@@ -151,10 +151,34 @@ class Module:
         return f"{type(self).__name__}()"
 
 
-class Linear(Module):
-    """``Y = X @ W + B`` with ``W`` (m, n), ``B`` (n,); random init as the toolbox."""
+class _Weighted(Module):
+    """Linear and Convolution: ``W`` and ``B`` are read-only float64 copies; assigning either
+    makes the core rebuild its layers (the core's layout of W is made once per assignment)."""
 
     _kind = "linear"
+
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W = _param_array(value, self._w_shape(), f"{self!r}.W")
+        self._Wcore = self._core_layout(self._W)
+        self._version += 1
+
+    @property
+    def B(self):
+        return self._B
+
+    @B.setter
+    def B(self, value):
+        self._B = _param_array(value, (self.n,), f"{self!r}.B")
+        self._version += 1
+
+
+class Linear(_Weighted):
+    """``Y = X @ W + B`` with ``W`` (m, n), ``B`` (n,); random init as the toolbox."""
 
     def __init__(self, m, n):
         Module.__init__(self)
@@ -165,36 +189,22 @@ class Linear(Module):
         self.B = np.zeros(self.n)
         self.W = np.random.normal(0, 1.0 * self.m ** -0.5, (self.m, self.n))
 
-    @property
-    def W(self):
-        return self._W
+    def _w_shape(self):
+        return (self.m, self.n)
 
-    @W.setter
-    def W(self, value):
-        self._W = _param_array(value, (self.m, self.n), f"Linear({self.m}, {self.n}).W")
-        self._Wt = np.ascontiguousarray(self._W.T)  # the core's (out, in) layout, made once
-        self._version += 1
-
-    @property
-    def B(self):
-        return self._B
-
-    @B.setter
-    def B(self, value):
-        self._B = _param_array(value, (self.n,), f"Linear({self.m}, {self.n}).B")
-        self._version += 1
+    @staticmethod
+    def _core_layout(W):
+        return np.ascontiguousarray(W.T)  # (out, in), as fastlrp.Dense
 
     def _native(self, shape):
-        return L.Dense(self._Wt, self._B)
+        return L.Dense(self._Wcore, self._B)
 
     def __repr__(self) -> str:
         return f"Linear({self.m}, {self.n})"
 
 
-class Convolution(Module):
+class Convolution(_Weighted):
     """Valid cross-correlation over NHWC images; ``W`` (h, w, d, n), ``B`` (n,)."""
-
-    _kind = "linear"
 
     def __init__(self, filtersize=(5, 5, 3, 32), stride=(2, 2)):
         Module.__init__(self)
@@ -208,27 +218,15 @@ class Convolution(Module):
         self.B = np.zeros(self.n)
         self.W = np.random.normal(0, 1.0 / (self.fh * self.fw * self.fd) ** 0.5, (self.fh, self.fw, self.fd, self.n))
 
-    @property
-    def W(self):
-        return self._W
+    def _w_shape(self):
+        return (self.fh, self.fw, self.fd, self.n)
 
-    @W.setter
-    def W(self, value):
-        self._W = _param_array(value, (self.fh, self.fw, self.fd, self.n), f"{self!r}.W")
-        self._Wc = np.ascontiguousarray(self._W.transpose(3, 2, 0, 1))  # (out, in, kh, kw), torch's layout
-        self._version += 1
-
-    @property
-    def B(self):
-        return self._B
-
-    @B.setter
-    def B(self, value):
-        self._B = _param_array(value, (self.n,), f"{self!r}.B")
-        self._version += 1
+    @staticmethod
+    def _core_layout(W):
+        return np.ascontiguousarray(W.transpose(3, 2, 0, 1))  # (out, in, kh, kw), as fastlrp.Conv2d
 
     def _native(self, shape):
-        return L.Conv2d(self._Wc, self._B, stride=self.stride)
+        return L.Conv2d(self._Wcore, self._B, stride=self.stride)
 
     def __repr__(self) -> str:
         return f"Convolution(filtersize={(self.fh, self.fw, self.fd, self.n)}, stride={self.stride})"
@@ -440,7 +438,7 @@ class _Runner:
                 if m.m != h * w * d:
                     raise ValueError(f"layer {k} {m!r}: expects {m.m} features, got {h * w * d} from the Flatten of {hwc}")
                 perm = np.arange(h * w * d).reshape(h, w, d).transpose(2, 0, 1).ravel()
-                layer = L.Dense(np.ascontiguousarray(m._Wt[:, perm]), m._B)
+                layer = L.Dense(np.ascontiguousarray(m._Wcore[:, perm]), m._B)
                 hwc = None
             if isinstance(m, Flatten) and len(cur) == 3 and cur[0] * cur[1] > 1:
                 hwc = cur
