@@ -31,6 +31,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 import time
 
@@ -305,7 +306,9 @@ def main(argv=None) -> int:
         if n not in NETS:
             ap.error(f"--nets: unknown net {n!r}; expected some of {', '.join(NETS)}")
     threads = [int(t) for t in args.threads.split(",")] if args.threads else ([cores] if args.quick else sorted({1, cores}))
-    rules = args.rules.split(",") if args.rules else (["Epsilon", "epsilon_plus_flat"] if args.quick else list(RULES))
+    # commas inside parentheses belong to a rule: "Epsilon,epsilon_gamma_box(-3, 3)"
+    rules = ([r.strip() for r in re.split(r",(?![^()]*\))", args.rules)] if args.rules else
+             (["Epsilon", "epsilon_plus_flat"] if args.quick else list(RULES)))
     for r in rules:
         if r not in RULES:
             ap.error(f"--rules: unknown rule {r!r}; expected some of {', '.join(RULES)}")

@@ -210,37 +210,20 @@ class Network {
 
   // The full model's output (output nonlinearity included).
   RowMatrix<T> forward(const ConstMatrixMap<T>& X) const {
-    check_input(X);
     RowMatrix<T> Y(X.rows(), out_features());
-    run_batch(X.rows(), [&](Index r0, Index n, int threads) {
-      Workspace& ws = thread_workspace();
-      ws.reset();
-      std::vector<ConstMatrixMap<T>> acts;
-      acts.reserve(layers.size() + 1);
-      acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
-      run_forward(acts, layers.size(), ws, &Y, r0, threads);
-      ws.trim();
-    });
+    forward_chunks(X, [&](const std::vector<ConstMatrixMap<T>>&, Index, Index) {}, &Y);
     return Y;
   }
 
   // Every layer's output for the batch (outputs[k] is layer k's, N x width): what explain()
   // can reuse instead of running the forward pass again (the toolbox's forward-then-lrp).
   std::vector<RowMatrix<T>> forward_all(const ConstMatrixMap<T>& X) const {
-    check_input(X);
     const Index L = static_cast<Index>(layers.size());
     std::vector<RowMatrix<T>> outputs(L);
     for (Index k = 0; k < L; ++k) outputs[k].resize(X.rows(), layers[k].out);
-    run_batch(X.rows(), [&](Index r0, Index n, int threads) {
-      Workspace& ws = thread_workspace();
-      ws.reset();
-      std::vector<ConstMatrixMap<T>> acts;
-      acts.reserve(layers.size() + 1);
-      acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
-      run_forward(acts, layers.size(), ws, nullptr, 0, threads);
+    forward_chunks(X, [&](const std::vector<ConstMatrixMap<T>>& acts, Index r0, Index n) {
       for (Index k = 0; k < L; ++k) rows_of(outputs[k], r0, n) = acts[k + 1];
-      ws.trim();
-    });
+    }, nullptr);
     return outputs;
   }
 
@@ -357,6 +340,23 @@ class Network {
       acts.emplace_back(out.data(), n, l.out);
     }
     if (Y && (count == 0 || layers[count - 1].is_identity())) rows_of(*Y, r0, n) = acts.back();
+  }
+
+  // The forward pass of every layer, chunk by chunk (see run_batch); take(acts, r0, n) sees
+  // each chunk's activations before its workspace is reused; with Y, the output goes there.
+  template <class F>
+  void forward_chunks(const ConstMatrixMap<T>& X, F&& take, RowMatrix<T>* Y) const {
+    check_input(X);
+    run_batch(X.rows(), [&](Index r0, Index n, int threads) {
+      Workspace& ws = thread_workspace();
+      ws.reset();
+      std::vector<ConstMatrixMap<T>> acts;
+      acts.reserve(layers.size() + 1);
+      acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
+      run_forward(acts, layers.size(), ws, Y, r0, threads);
+      take(acts, r0, n);
+      ws.trim();
+    });
   }
 
   void push(Layer<T> l) {
