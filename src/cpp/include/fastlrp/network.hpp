@@ -221,9 +221,7 @@ class Network {
     const Index L = static_cast<Index>(layers.size());
     std::vector<RowMatrix<T>> outputs(L);
     for (Index k = 0; k < L; ++k) outputs[k].resize(X.rows(), layers[k].out);
-    forward_chunks(X, [&](const std::vector<ConstMatrixMap<T>>& acts, Index r0, Index n) {
-      for (Index k = 0; k < L; ++k) rows_of(outputs[k], r0, n) = acts[k + 1];
-    }, nullptr);
+    forward_chunks(X, [](const std::vector<ConstMatrixMap<T>>&, Index, Index) {}, nullptr, &outputs);
     return outputs;
   }
 
@@ -326,16 +324,19 @@ class Network {
  private:
   // Runs layers [0, count) on acts[0], appending each output to acts; with Y, the last output
   // is written there instead of to scratch.
+  // With outs (one matrix per layer), every layer writes its output straight there.
   void run_forward(std::vector<ConstMatrixMap<T>>& acts, std::size_t count, Workspace& ws, RowMatrix<T>* Y, Index r0,
-                   int threads) const {
+                   int threads, std::vector<RowMatrix<T>>* outs = nullptr) const {
     const Index n = acts[0].rows();
     for (std::size_t k = 0; k < count; ++k) {
       const Layer<T>& l = layers[k];
       if (l.is_identity()) {
+        if (outs) rows_of((*outs)[k], r0, n) = acts.back();
         acts.push_back(acts.back());
         continue;
       }
-      MatrixMap<T> out = (Y && k + 1 == count) ? rows_of(*Y, r0, n) : ws.matrix<T>(n, l.out);
+      MatrixMap<T> out = outs ? rows_of((*outs)[k], r0, n)
+                              : (Y && k + 1 == count) ? rows_of(*Y, r0, n) : ws.matrix<T>(n, l.out);
       l.forward(acts.back(), out, threads);
       acts.emplace_back(out.data(), n, l.out);
     }
@@ -343,9 +344,11 @@ class Network {
   }
 
   // The forward pass of every layer, chunk by chunk (see run_batch); take(acts, r0, n) sees
-  // each chunk's activations before its workspace is reused; with Y, the output goes there.
+  // each chunk's activations before its workspace is reused; with Y, the output goes there,
+  // with outs every layer's output.
   template <class F>
-  void forward_chunks(const ConstMatrixMap<T>& X, F&& take, RowMatrix<T>* Y) const {
+  void forward_chunks(const ConstMatrixMap<T>& X, F&& take, RowMatrix<T>* Y,
+                      std::vector<RowMatrix<T>>* outs = nullptr) const {
     check_input(X);
     run_batch(X.rows(), [&](Index r0, Index n, int threads) {
       Workspace& ws = thread_workspace();
@@ -353,7 +356,7 @@ class Network {
       std::vector<ConstMatrixMap<T>> acts;
       acts.reserve(layers.size() + 1);
       acts.emplace_back(X.data() + r0 * X.cols(), n, X.cols());
-      run_forward(acts, layers.size(), ws, Y, r0, threads);
+      run_forward(acts, layers.size(), ws, Y, r0, threads, outs);
       take(acts, r0, n);
       ws.trim();
     });
