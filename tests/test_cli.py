@@ -117,3 +117,22 @@ def test_explain_an_image_file(rng, tmp_path):
         grey = plt.imread(tmp_path / "img.png")[:, :, :3].mean(axis=2)
         expected = fl.LRP(model, "epsilon_plus_flat")(grey[None, None].astype(np.float32)).relevance
         np.testing.assert_allclose(z["relevance"][..., 0], expected[:, 0], rtol=1e-4, atol=1e-6)
+
+
+def test_bench_suite_runs(tmp_path):
+    """The suite's instrument (not its figures): a small case end to end, JSON and plot written,
+    fastlrp checked against its numpy reference before timing."""
+    import json
+
+    out = run("bench", "--quick", "--nets", "mlp", "--rules", "Epsilon", "--json", tmp_path / "b.json",
+              "--plot", tmp_path / "b.png", "--out", tmp_path / "b.md")
+    assert out.returncode == 0, out.stderr
+    cases = json.load(open(tmp_path / "b.json"))["cases"]
+    assert [(c["net"], c["batch"], c["rule"]) for c in cases] == [("mlp", 1, "Epsilon"), ("mlp", 64, "Epsilon")]
+    for c in cases:
+        assert c["seconds"] > 0 and c["peers"]["forward"]["samples_s"] > 0
+        assert c["peers"]["numpy"]["rel_diff"] < 1e-9  # the reference agreed before it was timed
+    assert "| mlp | 1 |" in (tmp_path / "b.md").read_text()
+    assert (tmp_path / "b.png").stat().st_size > 0
+    bad = run("bench", "--nets", "resnet")
+    assert bad.returncode != 0 and "unknown net" in bad.stderr
