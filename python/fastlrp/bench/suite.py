@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import re
 import sys
 import time
@@ -297,7 +296,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args(argv)
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import fastlrp as fl
 
     cores = fl._core.max_threads()

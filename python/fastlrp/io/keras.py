@@ -8,6 +8,7 @@ fastlrp, so the Dense layer after it gets its weight columns permuted: outputs a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import zipfile
 import numpy as np
 
 from .. import layers as L
+from ._common import last_is_image, same_padding
 from ..model import Sequential
 
 SUPPORTED = ("InputLayer", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
@@ -38,10 +40,8 @@ def from_keras(path, input_shape=None, timeout: float = 60.0) -> Sequential:
     process that must finish within ``timeout`` seconds (the HDF5 library can spin on a crafted
     file, and a C call cannot be interrupted).
     """
-    try:
-        import h5py  # noqa: F401 - checked here so that the error names the missing package
-    except ImportError:
-        raise ImportError("from_keras needs h5py: pip install h5py (TensorFlow and Keras are not needed)") from None
+    if importlib.util.find_spec("h5py") is None:  # the child process reads HDF5 with it
+        raise ImportError("from_keras needs h5py: pip install h5py (TensorFlow and Keras are not needed)")
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".keras", ".h5", ".hdf5"):
@@ -55,7 +55,7 @@ def from_keras(path, input_shape=None, timeout: float = 60.0) -> Sequential:
                     with open(h5, "wb") as fh:
                         fh.write(_member(z, "model.weights.h5", path))
                 meta, arrays = _parse_h5(h5, "v3", timeout, path)
-                weights = _KerasV3Weights(_Tree(meta, arrays), config)
+                weights = _KerasV3Weights(_Tree(arrays), config)
             else:
                 meta, arrays = _parse_h5(path, "legacy", timeout, path)
                 config = json.loads(meta["config"])
@@ -90,7 +90,7 @@ def _parse_h5(h5, kind, timeout, path):
 class _Tree:
     """The ``layers/<path>/vars/<i>`` arrays of a .keras weights file, as h5py's get() would."""
 
-    def __init__(self, meta, arrays):
+    def __init__(self, arrays):
         self.arrays = arrays
 
     def get(self, group):
@@ -284,7 +284,7 @@ def _build(config, weights, input_shape, path) -> Sequential:
                 perm = np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()
                 gamma, beta = (None if gamma is None else gamma[perm]), (None if beta is None else beta[perm])
                 mean, var = mean[perm], var[perm]
-            image = shape is not None and len(shape) == 3 or (shape is None and _last_is_image(layers))
+            image = shape is not None and len(shape) == 3 or (shape is None and last_is_image(layers))
             new = [(L.BatchNorm2d if image else L.BatchNorm1d)(mean, var, gamma, beta, eps=float(cfg.get("epsilon", 1e-3)))]
         else:
             raise ValueError(f"{where}: layer type {cls!r} is not supported; supported: {', '.join(SUPPORTED)}")
@@ -300,7 +300,7 @@ def _build(config, weights, input_shape, path) -> Sequential:
                 if isinstance(layer, L.Flatten) and len(chw) == 3 and chw[1] * chw[2] > 1:
                     hwc = shape
                 shape = (out[1], out[2], out[0]) if len(out) == 3 else tuple(out)
-            elif isinstance(layer, L.Flatten) and _last_is_image(layers) and any(
+            elif isinstance(layer, L.Flatten) and last_is_image(layers) and any(
                     isinstance(e, dict) and e.get("class_name") == "Dense" for e in entries[k + 1:]):
                 raise ValueError(f"{where}: the file does not record the input shape, which a Flatten followed "
                                  "by Dense needs: pass input_shape=(H, W, C)")
@@ -308,15 +308,6 @@ def _build(config, weights, input_shape, path) -> Sequential:
     if not layers:
         raise ValueError(f"{path}: the model has no layers")
     return Sequential(layers)
-
-
-def _last_is_image(layers) -> bool:
-    for layer in reversed(layers):
-        if isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.BatchNorm2d)):
-            return True
-        if isinstance(layer, (L.Dense, L.Flatten)):
-            return False
-    return False
 
 
 def _recorded_input(config, entries):
@@ -338,12 +329,9 @@ def _padding(mode, kernel, stride, dil, where):
     if mode == "valid":
         return 0
     if mode == "same":
-        pads = []
-        for k, s, d in zip(kernel, stride, dil):
-            eff = d * (k - 1)
-            if s != 1 or eff % 2:
-                raise ValueError(f"{where}: padding='same' with stride {stride} and kernel {kernel} pads unevenly; "
-                                 "only stride 1 with odd kernels is supported")
-            pads.append(eff // 2)
-        return tuple(pads)
+        pads = same_padding(kernel, stride, dil)
+        if pads is None:
+            raise ValueError(f"{where}: padding='same' with stride {stride} and kernel {kernel} pads unevenly; "
+                             "only stride 1 with odd kernels is supported")
+        return pads
     raise ValueError(f"{where}: padding {mode!r} is not supported")

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from .. import layers as L
+from ._common import last_is_image, same_padding
 from ..model import Sequential
 
 SUPPORTED = ("Gemm", "MatMul+Add", "Conv", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Softmax", "MaxPool",
@@ -148,7 +149,7 @@ def _from_onnx(path) -> Sequential:
             layers.append(L.Softmax() if op == "Softmax" else L.LogSoftmax())
         elif op == "BatchNormalization":
             scale, bias, mean, var = (const(node.input[i], where).astype(np.float64) for i in range(1, 5))
-            cls = L.BatchNorm2d if _image_so_far(layers) else L.BatchNorm1d
+            cls = L.BatchNorm2d if last_is_image(layers) else L.BatchNorm1d
             layers.append(cls(mean, var, scale, bias, eps=float(attrs.get("epsilon", 1e-5))))
         elif op in ("Dropout", "Identity"):
             layers.append(L.Identity())
@@ -179,25 +180,13 @@ def _pads(attrs, where, kernel, dil):
     if auto == "VALID":
         return 0
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for k, d in zip(kernel, dil):
-            eff = d * (k - 1)
-            if eff % 2 or any(s != 1 for s in attrs.get("strides", [1, 1])):
-                raise ValueError(f"{where}: auto_pad={auto} pads unevenly here; only stride 1 with odd kernels is supported")
-            pads.append(eff // 2)
-        return tuple(pads)
+        pads = same_padding(kernel, attrs.get("strides", [1, 1]), dil)
+        if pads is None:
+            raise ValueError(f"{where}: auto_pad={auto} pads unevenly here; only stride 1 with odd kernels is supported")
+        return pads
     if auto != "NOTSET":
         raise ValueError(f"{where}: auto_pad={auto!r} is not supported")
     p = list(attrs.get("pads", [0, 0, 0, 0]))
     if len(p) != 4 or p[0] != p[2] or p[1] != p[3]:
         raise ValueError(f"{where}: pads {p} are not symmetric; only equal begin/end padding is supported")
     return (p[0], p[1])
-
-
-def _image_so_far(layers) -> bool:
-    for layer in reversed(layers):
-        if isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d)):
-            return True
-        if isinstance(layer, (L.Dense, L.Flatten)):
-            return False
-    return False

@@ -4,6 +4,7 @@ this module reads the modules' classes by name and their tensors through ``.deta
 from __future__ import annotations
 
 from .. import layers as L
+from ._common import same_padding
 from ..model import Sequential
 
 SUPPORTED = ("Sequential (nested ones flattened)", "Linear", "Conv2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU",
@@ -44,12 +45,10 @@ def _convert(k, name, m):
         if isinstance(pad, str):
             if pad == "valid":
                 pad = 0
-            else:  # 'same' with odd kernels and stride 1 is symmetric
-                kh, kw = m.kernel_size
-                dh, dw = m.dilation
-                if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2:
+            else:  # 'same' (torch allows it at stride 1 only)
+                pad = same_padding(m.kernel_size, m.stride, m.dilation)
+                if pad is None:
                     _unsupported(where, m, "padding='same' that is not symmetric (even kernel)")
-                pad = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
         return L.Conv2d(_np(m.weight), _np(m.bias), stride=tuple(m.stride), padding=pad, dilation=tuple(m.dilation))
     if cls in ("ReLU", "Tanh", "Sigmoid", "SELU", "Identity", "Dropout"):
         return getattr(L, cls)()

@@ -312,6 +312,7 @@ class Sequential(Module):
         except TypeError:
             raise TypeError(f"Sequential: expected a list of toolbox modules, got {type(modules).__name__}") from None
         self.modules = modules
+        self._acts = None  # (key, X, every layer's output) of the last forward, reused by lrp
 
     def forward(self, X, lrp_aware=False):
         X = _as_data(X)
@@ -331,7 +332,7 @@ class Sequential(Module):
             rules = [(m.lrp_var, m.lrp_param) for m in self.modules]
         else:
             rules = [(lrp_var, param)] * len(self.modules)
-        return _Runner(self.modules).lrp(self.X, R, rules, given=getattr(self, "_acts", None))
+        return _Runner(self.modules).lrp(self.X, R, rules, given=self._acts)
 
     def set_lrp_parameters(self, lrp_var=None, param=None):
         _rules.canonical(lrp_var)
@@ -369,11 +370,8 @@ class Sequential(Module):
         model orders features as torch does (channel slowest); the following Linear's
         weights are permuted to match, so outputs agree.
         """
-        if input_shape is None:
-            if self.X is None:
-                input_shape = None
-            else:
-                input_shape = self.X.shape[1:]
+        if input_shape is None and self.X is not None:
+            input_shape = self.X.shape[1:]
         if input_shape is None:
             first = self.modules[0] if self.modules else None
             if isinstance(first, Linear):
@@ -418,9 +416,9 @@ class _Runner:
         return cache
 
     def native(self, shape: tuple):
-        """(native Sequential, per-sample shapes, output column order or None) for toolbox
-        inputs of per-sample ``shape``."""
-        key = (shape, tuple((id(m), m._version) for m in self.modules))
+        """(native Sequential, per-sample shapes, output column order and its inverse or None,
+        output shape, prepared networks by rules) for toolbox inputs of per-sample ``shape``."""
+        key = self.key(shape)
         cache = self._cache()
         hit = cache.get(key)
         if hit is not None:
@@ -458,19 +456,20 @@ class _Runner:
         if hwc is not None:  # ends on a flattened image: give the toolbox's (y, x, c) order back
             h, w, d = hwc
             order = np.arange(h * w * d).reshape(d, h, w).transpose(1, 2, 0).ravel()
+            order = (order, np.argsort(order))
         if len(cache) >= self._MAX_CACHE:
             cache.clear()
         hit = cache[key] = (model, shapes, order, cur, {})
         return hit
 
-    def _net(self, shape, rules):
-        model, shapes, order, out_shape, nets = self.native(shape)
-        key = None if rules is None else tuple(
-            (r._kind, r._params(), r._stabilizer) for r in rules)
+    @staticmethod
+    def _net(model, shapes, nets, rules):
+        """The C++ network of ``model`` with ``rules`` (None: forward only), built once."""
+        key = None if rules is None else tuple((r._kind, r._params(), r._stabilizer) for r in rules)
         net = nets.get(key)
         if net is None:
             net = nets[key] = build_network(model.layers, np.float64, shapes, rules)
-        return net, order, out_shape
+        return net
 
     def key(self, shape) -> tuple:
         return (tuple(shape), tuple((id(m), m._version) for m in self.modules))
@@ -480,28 +479,29 @@ class _Runner:
         shape = X.shape[1:]
         model, shapes, order, out_shape, nets = self.native(shape)
         check_memory(model.layers, shapes, X.shape[0], 8, False)
-        net = next(iter(nets.values()), None) or self._net(shape, None)[0]
+        net = next(iter(nets.values()), None) or self._net(model, shapes, nets, None)  # any rules: same forward
         X2 = X.reshape(X.shape[0], -1)
         if keep:
             acts = net.forward_all(X2)
-            Y = acts[-1] if acts else X2
+            Y = acts[-1]
         else:
             acts, Y = None, net.forward(X2)
         if order is not None:
-            Y = Y[:, order]
+            Y = Y[:, order[0]]
         return Y.reshape((X.shape[0],) + tuple(out_shape)), (None if acts is None else (self.key(shape), X, acts))
 
     def lrp(self, X: np.ndarray, R, presets, given=None) -> np.ndarray:
         rules = [m._rule(v, p, k) for k, (m, (v, p)) in enumerate(zip(self.modules, presets))]
-        net, order, out_shape = self._net(X.shape[1:], rules)
+        model, shapes, order, out_shape, nets = self.native(X.shape[1:])
+        net = self._net(model, shapes, nets, rules)
         R = _as_data(R, "R") if np.ndim(R) in (2, 4) else np.asarray(R, dtype=np.float64)
         expected = (X.shape[0],) + tuple(out_shape)
         if R.shape != expected:
             raise ValueError(f"R: expected the shape of the last forward output {expected}, got {R.shape}")
-        check_memory(self.native(X.shape[1:])[0].layers, self.native(X.shape[1:])[1], X.shape[0], 8, False)
+        check_memory(model.layers, shapes, X.shape[0], 8, False)
         R2 = R.reshape(R.shape[0], -1)
         if order is not None:
-            R2 = R2[:, np.argsort(order)]
+            R2 = R2[:, order[1]]
         acts = None
         if given is not None and given[0] == self.key(X.shape[1:]) and given[1] is X:
             acts = given[2]  # the forward pass of this X with these weights: not run again

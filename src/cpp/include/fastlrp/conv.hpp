@@ -138,11 +138,10 @@ struct Conv2d {
             break;
           }
           MatrixMap<T> S = tw.matrix<T>(rows, nz);
-          // Without negative inputs every product of the rule follows from the forward
-          // output z - b = P W^T and one more product Q = P (W^+)^T, as P (W^-)^T = z - b - Q:
-          // ZPlus z1 = Q; Gamma z1 = P (W + g W^+)^T = z - b + g Q, z2 = P (W + g W^-)^T =
-          // (1+g)(z - b) - g Q (both denominators are at least |z| away from 0).
-          // AlphaBeta's z2 = P (W^-)^T is its own product: by subtraction it would lose its
+          // Without negative inputs, one product Q = P (W^+)^T and the forward output
+          // z - b = P W^T give: ZPlus z1 = Q; Gamma z1 = P (W + g W^+)^T = z - b + g Q and
+          // z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q (both denominators at least |z| from 0).
+          // AlphaBeta's z2 = P (W^-)^T gets its own product: as z - b - Q it would lose its
           // digits whenever the negative part is small next to Q (float32: 1e-7 Q / |z2|).
           auto S1 = S.leftCols(cout);
           S1.noalias() = p * Wp.transpose();
