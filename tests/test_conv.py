@@ -142,6 +142,23 @@ def test_maxpool_ties_split_evenly_and_overlaps_add():
     np.testing.assert_allclose(r, expected)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("below_relu", [True, False], ids=["R0-where-z<0", "R-everywhere"])
+def test_conv_gamma_both_paths(below_relu, dtype, rng):
+    # Below a ReLU the relevance of outputs with z < 0 is zero, and the kernel skips the
+    # z < 0 half of its backward product; with relevance there it must take the full product.
+    layer = fl.Conv2d((rng.normal(size=(7, 3, 3, 3)) * 0.5).astype(dtype), (rng.normal(size=7) * 0.1).astype(dtype),
+                      padding=1)
+    x = np.maximum(rng.normal(size=(5, 3, 9, 9)), 0).astype(dtype)
+    z = reference.forward([layer], x.astype(np.float64))
+    start = rng.uniform(0.5, 1.5, size=z.shape)
+    start = np.where(z > 0, start, 0.0 if below_relu else -start).astype(dtype)
+    assert (start[z < 0] != 0).any() != below_relu
+    e = fl.LRP(fl.Sequential([layer]), rules.Gamma(0.25))(x, target=start)
+    expected, _, _ = reference.lrp([layer], [rules.Gamma(0.25)], x, target=start)
+    assert_close(e.relevance, expected, dtype)
+
+
 def small_cnn(rng, bias=True, dtype=np.float64):
     def b(n):
         return (rng.normal(size=n) * 0.1).astype(dtype) if bias else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import math
+
 import numpy as np
 
 __all__ = ["as_param_array", "as_batch", "check_real_scalar"]
@@ -97,7 +99,7 @@ def check_memory(layers, shapes, n: int, itemsize: int, layerwise: bool, availab
     relevance buffers of the widest layer, and the results (input relevance, and with
     ``layerwise`` every layer's relevance); per-layer scratch is bounded by tiles.
     """
-    widths = [int(np.prod(s)) for s in shapes]
+    widths = [math.prod(int(d) for d in s) for s in shapes]
     per_sample = sum(widths) + 2 * max(widths) + widths[0] + (sum(widths) if layerwise else 0)
     need = n * per_sample * itemsize
     if available is None:

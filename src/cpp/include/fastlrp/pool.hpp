@@ -22,6 +22,7 @@ struct Pool2d {
   std::vector<T> weight;                  // per output pixel: the linear pool's weight
   bool is_max = false;
   bool max_proportional = false;          // MaxPool2d(mode="avg")
+  bool tiles_exactly = false;             // every input element in exactly one window
   RuleParams rule;
 
   Index in_size() const { return H * W * C; }
@@ -71,7 +72,15 @@ struct Pool2d {
 
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
                 int threads) const {
-    fill_zero(Rin.data(), Rin.size(), threads);
+    // Windows that tile the input exactly (stride = kernel, no remainder) write each input's
+    // relevance once (put: =); otherwise Rin is cleared first and windows add up (put: +=).
+    if (!tiles_exactly) fill_zero(Rin.data(), Rin.size(), threads);
+    auto put = [this](auto&& out, const auto& e) {
+      if (tiles_exactly)
+        out = e;
+      else
+        out += e;
+    };
     const T eps_s = T(rule.stabilizer);
     for_blocks(A.rows(), threads, [&](Index n, Index c0, Index cb) {
       const T* a = A.row(n).data();
@@ -95,12 +104,12 @@ struct Pool2d {
               zsum.setZero();
               window([&](auto v, auto, Index) { zsum += v; });
               stabilized_ratio(r, zsum, eps_s, s1);
-              window([&](auto v, auto out, Index) { out += v * s1; });
+              window([&](auto v, auto out, Index) { put(out, v * s1); });
             } else {  // winner takes all, ties split evenly
               zsum.setZero();
               window([&](auto v, auto, Index) { zsum += (v == z).template cast<T>(); });
               s1 = r / zsum;
-              window([&](auto v, auto out, Index) { out += (v == z).select(s1, T(0)); });
+              window([&](auto v, auto out, Index) { put(out, (v == z).select(s1, T(0))); });
             }
             continue;
           }
@@ -109,7 +118,7 @@ struct Pool2d {
             case RuleKind::Epsilon:
               stabilized_ratio(r, z, T(rule.epsilon), s1);
               s1 *= w;
-              window([&](auto v, auto out, Index) { out += v * s1; });
+              window([&](auto v, auto out, Index) { put(out, v * s1); });
               break;
             case RuleKind::ZPlus:
             case RuleKind::AlphaBeta: {
@@ -125,7 +134,7 @@ struct Pool2d {
               stabilized_ratio(r, zneg * w, eps_s, s2);
               s1 *= alpha * w;
               s2 *= -beta * w;
-              window([&](auto v, auto out, Index) { out += v.max(T(0)) * s1 + v.min(T(0)) * s2; });
+              window([&](auto v, auto out, Index) { put(out, v.max(T(0)) * s1 + v.min(T(0)) * s2); });
               break;
             }
             case RuleKind::Gamma: {
@@ -142,7 +151,7 @@ struct Pool2d {
               s1 = (z > T(0)).select(s1 * w, T(0));
               s2 = (z < T(0)).select(s2 * w, T(0));
               window([&](auto v, auto out, Index) {
-                out += (g1 * v.max(T(0)) + v.min(T(0))) * s1 + (v.max(T(0)) + g1 * v.min(T(0))) * s2;
+                put(out, (g1 * v.max(T(0)) + v.min(T(0))) * s1 + (v.max(T(0)) + g1 * v.min(T(0))) * s2);
               });
               break;
             }
@@ -151,7 +160,7 @@ struct Pool2d {
               window([&](auto v, auto, Index i) { zsum += v - ConstVecMap(low.data() + i, cb); });
               stabilized_ratio(r, zsum * w, eps_s, s1);
               s1 *= w;
-              window([&](auto v, auto out, Index i) { out += (v - ConstVecMap(low.data() + i, cb)) * s1; });
+              window([&](auto v, auto out, Index i) { put(out, (v - ConstVecMap(low.data() + i, cb)) * s1); });
               break;
             }
             case RuleKind::WSquare:
@@ -160,7 +169,7 @@ struct Pool2d {
               zsum.setConstant(c * T(count(oy, ox)));
               stabilized_ratio(r, zsum, eps_s, s1);
               s1 *= c;
-              window([&](auto, auto out, Index) { out += s1; });
+              window([&](auto, auto out, Index) { put(out, s1); });
               break;
             }
             case RuleKind::Pass:
@@ -205,6 +214,15 @@ struct Pool2d {
     };
     p.Ho = axis(H, kh, sh, ph, kind == 3, p.ylo, p.yhi);
     p.Wo = axis(W, kw, sw, pw, kind == 3, p.xlo, p.xhi);
+    auto tiles = [](const std::vector<Index>& lo, const std::vector<Index>& hi, Index n_in) {
+      Index next = 0;
+      for (size_t o = 0; o < lo.size(); ++o) {
+        if (lo[o] != next) return false;
+        next = hi[o];
+      }
+      return next == n_in;
+    };
+    p.tiles_exactly = tiles(p.ylo, p.yhi, H) && tiles(p.xlo, p.xhi, W);
     p.weight.resize(p.Ho * p.Wo);
     for (Index oy = 0; oy < p.Ho; ++oy)
       for (Index ox = 0; ox < p.Wo; ++ox) {

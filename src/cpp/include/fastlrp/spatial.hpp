@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <mutex>
 #include <vector>
 
@@ -35,6 +38,43 @@ struct Geometry {
   Index phase_rows() const { return std::max<Index>(1, ((kh - 1) * dh + 1 + sh - 1) / sh); }
 };
 
+// Short runs: im2col copies, and col2im adds, kw*C values at a time (5 for a 5x5 kernel over
+// one channel). A call to memcpy or a scalar loop costs more than the copy itself there; with
+// AVX-512 a run of up to one vector is one masked load and store.
+template <class T>
+inline void copy_run(T* dst, const T* src, Index n) {
+#ifdef __AVX512F__
+  if (n * static_cast<Index>(sizeof(T)) <= 64) {
+    if constexpr (sizeof(T) == 8) {
+      const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
+      _mm512_mask_storeu_pd(dst, m, _mm512_maskz_loadu_pd(m, src));
+    } else {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      _mm512_mask_storeu_ps(dst, m, _mm512_maskz_loadu_ps(m, src));
+    }
+    return;
+  }
+#endif
+  std::memcpy(dst, src, sizeof(T) * n);
+}
+
+template <class T>
+inline void add_run(T* dst, const T* src, Index n) {
+#ifdef __AVX512F__
+  if (n * static_cast<Index>(sizeof(T)) <= 64) {
+    if constexpr (sizeof(T) == 8) {
+      const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
+      _mm512_mask_storeu_pd(dst, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, dst), _mm512_maskz_loadu_pd(m, src)));
+    } else {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), _mm512_maskz_loadu_ps(m, src)));
+    }
+    return;
+  }
+#endif
+  for (Index c = 0; c < n; ++c) dst[c] += src[c];
+}
+
 // P (rows, K): the patches of output rows [y0, y1) of one sample (a: its H*W*C values).
 template <class T>
 void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
@@ -51,7 +91,7 @@ void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
           if (iy < 0 || iy >= g.H)
             std::memset(dst, 0, sizeof(T) * C * g.kw);
           else
-            std::memcpy(dst, a + (iy * g.W + ix0) * C, sizeof(T) * C * g.kw);
+            copy_run(dst, a + (iy * g.W + ix0) * C, C * g.kw);
           dst += C * g.kw;
           continue;
         }
@@ -60,7 +100,7 @@ void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
           if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
             std::memset(dst, 0, sizeof(T) * C);
           else
-            std::memcpy(dst, a + (iy * g.W + ix) * C, sizeof(T) * C);
+            copy_run(dst, a + (iy * g.W + ix) * C, C);
         }
       }
     }
@@ -80,8 +120,7 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
         const Index iy = oy * g.sh - g.ph + ky * g.dh;
         if (row_inside) {  // one contiguous run of kw*C values
           if (iy >= 0 && iy < g.H) {
-            T* d = acc + (iy * g.W + ix0) * C;
-            for (Index c = 0; c < C * g.kw; ++c) d[c] += src[c];
+            add_run(acc + (iy * g.W + ix0) * C, src, C * g.kw);
           }
           src += C * g.kw;
           continue;
@@ -89,8 +128,7 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
         for (Index kx = 0; kx < g.kw; ++kx, src += C) {
           const Index ix = ox * g.sw - g.pw + kx * g.dw;
           if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-          T* d = acc + (iy * g.W + ix) * C;
-          for (Index c = 0; c < C; ++c) d[c] += src[c];
+          add_run(acc + (iy * g.W + ix) * C, src, C);
         }
       }
     }
