@@ -88,6 +88,22 @@ def test_conv_zbox_per_channel_bounds(rng):
     assert_close(e.relevance, reference.lrp([layer], [rule], x, target=start)[0], np.float64)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("bounds", ["scalar", "per-channel", "per-pixel"])
+def test_conv_zbox_bound_kinds(bounds, dtype, rng):
+    # bounds that depend on the channel only are folded into a second weight matrix; bounds
+    # that vary over pixels take the path with one accumulator per bound
+    layer = fl.Conv2d(rng.normal(size=(5, 2, 3, 3)).astype(dtype), rng.normal(size=5).astype(dtype), padding=1,
+                      stride=(1, 2))
+    shape = {"scalar": (), "per-channel": (2, 1, 1), "per-pixel": (2, 7, 6)}[bounds]
+    low = -rng.uniform(1, 2, size=shape)
+    rule = rules.ZBox(low, low + rng.uniform(2, 4, size=shape))
+    x = rng.uniform(-1, 1, size=(3, 2, 7, 6)).astype(dtype)
+    start = rng.normal(size=(3,) + fl.Sequential([layer]).shapes((2, 7, 6))[-1]).astype(dtype)
+    e = fl.LRP(fl.Sequential([layer]), rule)(x, target=start)
+    assert_close(e.relevance, reference.lrp([layer], [rule], x, target=start)[0], dtype)
+
+
 POOLS = [
     lambda: fl.AvgPool2d(2), lambda: fl.AvgPool2d(3, stride=2, padding=1),
     lambda: fl.AvgPool2d(3, stride=1, padding=1, count_include_pad=False), lambda: fl.SumPool2d(2),

@@ -24,6 +24,10 @@ struct Conv2d {
   RowMatrix<T> fixed;        // (Ho*Wo, cout): Flat/WSquare denominators, ZBox shift per position
   RowVector<T> low, high;    // ZBox bounds over the input image (H*W*C)
   RowMatrix<T> Wp;           // two-weight rules: W^+
+  // ZBox with bounds that depend on the channel only (scalar or per-channel, the usual case):
+  // [W, B] with B_jk = -l_c(k) w_jk^+ - h_c(k) w_jk^-, so that c_ij summed over j is
+  // a_i (S W)_ik + (S B)_ik in patch space; empty for bounds that vary over pixels.
+  RowMatrix<T> Wzb;
 
   Index in_size() const { return g.in_size(); }
   Index out_size() const { return g.pixels_out() * cout; }
@@ -53,6 +57,16 @@ struct Conv2d {
         const Index k = K;
         fixed.noalias() = patches_of(low) * lin.Wcat.middleCols(k, k).transpose();
         fixed.noalias() += patches_of(high) * lin.Wcat.rightCols(k).transpose();
+        const Index C = g.C, HW = g.H * g.W;
+        bool per_channel = true;
+        for (Index i = C; i < HW * C && per_channel; ++i)
+          per_channel = low[i] == low[i % C] && high[i] == high[i % C];
+        if (per_channel) {
+          Wzb.resize(cout, 2 * k);
+          Wzb.leftCols(k) = lin.W;
+          for (Index c = 0; c < k; ++c)
+            Wzb.col(k + c) = -low[c % C] * lin.Wcat.col(k + c) - high[c % C] * lin.Wcat.col(2 * k + c);
+        }
         break;
       }
       default:
@@ -85,8 +99,9 @@ struct Conv2d {
     const bool second = lin.needs_second_term();
     const Index nz = second ? 2 * cout : cout;
     // accumulators over the input image: Rin itself, plus one for a^- (signed two-weight
-    // rules) or two for the bounds (ZBox)
-    const Index extra = signed_input ? 1 : kind == RuleKind::ZBox ? 2 : 0;
+    // rules) or two for bounds that vary over pixels (ZBox)
+    const bool zbox_folded = kind == RuleKind::ZBox && Wzb.size() > 0;
+    const Index extra = signed_input ? 1 : (kind == RuleKind::ZBox && !zbox_folded) ? 2 : 0;
     MatrixMap<T> acc = ws.matrix<T>(extra * N, I);
     fill_zero(Rin.data(), N * I, threads);
     fill_zero(acc.data(), extra * N * I, threads);
@@ -176,6 +191,14 @@ struct Conv2d {
           S.rowwise() -= lin.b;
           for (Index n = t.n0; n < t.n1; ++n) S.middleRows((n - t.n0) * (rows / (t.n1 - t.n0)), rows / (t.n1 - t.n0)) -= fixed.middleRows(t.y0 * g.Wo, rows / (t.n1 - t.n0));
           stabilized_ratio(Rt, S, T(lin.rule.stabilizer), S);
+          if (zbox_folded) {  // patch space: a_i (S W)_ik + (S B)_ik, then one scatter
+            MatrixMap<T> G = tw.matrix<T>(rows, 2 * K);
+            G.noalias() = S * Wzb;
+            MatrixMap<T> p = patches();
+            p.array() = p.array() * G.leftCols(K).array() + G.rightCols(K).array();
+            col2im_tile(p.data(), K, 0, g, t, acc_of(0));
+            break;
+          }
           MatrixMap<T> G = tw.matrix<T>(rows, 3 * K);
           G.noalias() = S * lin.Wcat;
           for (Index b = 0; b < 3; ++b) col2im_tile(G.data(), 3 * K, b * K, g, t, acc_of(b));
@@ -191,7 +214,10 @@ struct Conv2d {
                                S.middleRows((n - t.n0) * per, per));
           }
           MatrixMap<T> G = tw.matrix<T>(rows, K);
-          G.noalias() = S * (kind == RuleKind::Flat ? Wx : lin.Wcat);
+          if (kind == RuleKind::Flat)  // S times a matrix of ones: each patch row is its row sum
+            G = S.rowwise().sum().replicate(1, K);
+          else
+            G.noalias() = S * lin.Wcat;
           col2im_tile(G.data(), K, 0, g, t, acc_of(0));
           break;
         }
@@ -202,7 +228,7 @@ struct Conv2d {
     });
 
     // R_i = a_i * (sum of the scattered factors), by rule
-    if (kind == RuleKind::WSquare || kind == RuleKind::Flat) return;
+    if (kind == RuleKind::WSquare || kind == RuleKind::Flat || zbox_folded) return;
     for_segments(N, I, threads, [&](Index n, Index c0, Index len) {
       auto a = A.row(n).segment(c0, len).array();
       auto out = Rin.row(n).segment(c0, len).array();
