@@ -159,10 +159,12 @@ struct Conv2d {
           // AlphaBeta's z2 = P (W^-)^T gets its own product: as z - b - Q it would lose its
           // digits whenever the negative part is small next to Q (float32: 1e-7 Q / |z2|).
           auto S1 = S.leftCols(cout);
-          S1.noalias() = p * Wp.transpose();
-          if (second && kind == RuleKind::AlphaBeta) {
-            S.rightCols(cout).noalias() = p * lin.UV.bottomRows(cout).transpose();
-          } else if (second) {  // Gamma
+          if (second && kind == RuleKind::AlphaBeta) {  // [z1 | z2] = P [W^+; W^-]^T, one product
+            S.noalias() = p * lin.UV.transpose();
+          } else {
+            S1.noalias() = p * Wp.transpose();
+          }
+          if (second && kind == RuleKind::Gamma) {
             auto S2 = S.rightCols(cout);
             const T gm = T(lin.rule.gamma);
             for (Index r = 0; r < rows; ++r) {

@@ -199,7 +199,11 @@ struct Dense {
       MatrixMap<T> Sn(S.data(), n, nz);
       product_nt<T>(A, UV.topRows(nz), Sn, threads);
       two_weight_ratio<T>(rule, Sn, R, Z, bu, bv, second);
-      product_nn<T>(Sn, UV.topRows(nz), Rin, ws, threads);
+      // Gamma below a ReLU: no relevance where z < 0, so S2 = 0 and only U is needed (conv.hpp)
+      if (rule.kind == RuleKind::Gamma && !(Sn.rightCols(o).array() != T(0)).any())
+        product_nn<T>(Sn.leftCols(o), UV.topRows(o), Rin, ws, threads);
+      else
+        product_nn<T>(Sn, UV.topRows(nz), Rin, ws, threads);
       Rin.array() *= A.array();
       return;
     }
