@@ -46,26 +46,31 @@ struct Pool2d {
     }
   }
 
+  // The hot loops run over one pixel's channels with plain pointers: a window holds only a few
+  // short channel vectors, and Eigen expressions over them cost more than the arithmetic.
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
     for_blocks(A.rows(), threads, [&](Index n, Index c0, Index cb) {
       const T* a = A.row(n).data();
       T* z = Z.row(n).data();
       for (Index oy = 0; oy < Ho; ++oy)
         for (Index ox = 0; ox < Wo; ++ox) {
-          VecMap out(z + (oy * Wo + ox) * C + c0, cb);
+          T* out = z + (oy * Wo + ox) * C + c0;
           bool first = true;
           for (Index iy = ylo[oy]; iy < yhi[oy]; ++iy)
             for (Index ix = xlo[ox]; ix < xhi[ox]; ++ix) {
-              ConstVecMap v(a + (iy * W + ix) * C + c0, cb);
+              const T* v = a + (iy * W + ix) * C + c0;
               if (first)
-                out = v;
+                for (Index c = 0; c < cb; ++c) out[c] = v[c];
               else if (is_max)
-                out = out.max(v);
+                for (Index c = 0; c < cb; ++c) out[c] = std::max(out[c], v[c]);
               else
-                out += v;
+                for (Index c = 0; c < cb; ++c) out[c] += v[c];
               first = false;
             }
-          if (!is_max) out *= weight[oy * Wo + ox];
+          if (!is_max) {
+            const T w = weight[oy * Wo + ox];
+            for (Index c = 0; c < cb; ++c) out[c] *= w;
+          }
         }
     });
   }
@@ -97,6 +102,41 @@ struct Pool2d {
                 g(ConstVecMap(a + i, cb), VecMap(rin + i, cb), i);
               }
           };
+          const bool winner = is_max && !max_proportional && rule.kind != RuleKind::Flat && rule.kind != RuleKind::WSquare;
+          if (winner || (!is_max && rule.kind == RuleKind::Epsilon)) {  // the common cases, on pointers
+            const T* rp = R.row(n).data() + j;
+            const T* zp = Z.row(n).data() + j;
+            T* sp = s1.data();
+            if (winner) {  // ties split evenly: count the maxima, then share
+              for (Index c = 0; c < cb; ++c) sp[c] = T(0);
+              for (Index iy = ylo[oy]; iy < yhi[oy]; ++iy)
+                for (Index ix = xlo[ox]; ix < xhi[ox]; ++ix) {
+                  const T* v = a + (iy * W + ix) * C + c0;
+                  for (Index c = 0; c < cb; ++c) sp[c] += v[c] == zp[c] ? T(1) : T(0);
+                }
+              for (Index c = 0; c < cb; ++c) sp[c] = rp[c] / sp[c];
+            } else {  // R_i = a_i w R_j / stab(z_j)
+              const T w = weight[oy * Wo + ox], eps = T(rule.epsilon);
+              for (Index c = 0; c < cb; ++c) {
+                const T d = zp[c] >= T(0) ? zp[c] + eps : zp[c] - eps;
+                sp[c] = d == T(0) ? T(0) : w * (rp[c] / d);
+              }
+            }
+            for (Index iy = ylo[oy]; iy < yhi[oy]; ++iy)
+              for (Index ix = xlo[ox]; ix < xhi[ox]; ++ix) {
+                const T* v = a + (iy * W + ix) * C + c0;
+                T* o = rin + (iy * W + ix) * C + c0;
+                if (winner && tiles_exactly)
+                  for (Index c = 0; c < cb; ++c) o[c] = v[c] == zp[c] ? sp[c] : T(0);
+                else if (winner)
+                  for (Index c = 0; c < cb; ++c) o[c] += v[c] == zp[c] ? sp[c] : T(0);
+                else if (tiles_exactly)
+                  for (Index c = 0; c < cb; ++c) o[c] = v[c] * sp[c];
+                else
+                  for (Index c = 0; c < cb; ++c) o[c] += v[c] * sp[c];
+              }
+            continue;
+          }
           // MaxPool under Flat / WSquare (the toolbox's 'flat' and 'ww') spreads uniformly over
           // the window: the linear Flat branch below with weight 1.
           if (is_max && rule.kind != RuleKind::Flat && rule.kind != RuleKind::WSquare) {
