@@ -78,6 +78,36 @@ def test_conv_rule_matches_reference(name, dtype, case):
     assert_close(e.relevance, expected, dtype)
 
 
+PLANAR_GEOMETRIES = [  # one input channel, unit x stride and dilation: the transposed-patch path
+    dict(k=(5, 5), s=1, p=0, d=1, hw=(12, 11), n=3),
+    dict(k=(3, 5), s=(2, 1), p=(1, 2), d=(2, 1), hw=(9, 8), n=2),
+    dict(k=(2, 3), s=(1, 1), p=(0, 4), d=1, hw=(5, 4), n=2),   # padding wider than the kernel
+    dict(k=(3, 3), s=1, p=1, d=1, hw=(70, 40), n=1),            # bands of rows, not whole images
+    dict(k=(1, 1), s=1, p=0, d=1, hw=(4, 6), n=4),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("geom", PLANAR_GEOMETRIES, ids=lambda g: "k{}x{}".format(*g["k"]) + f"-{g['hw'][0]}x{g['hw'][1]}")
+@pytest.mark.parametrize("name", ["eps", "flat", "zbox", "gamma", "ab21", "wsquare"])
+def test_single_channel_conv_matches_reference(name, geom, dtype, rng):
+    layer = fl.Conv2d(rng.normal(size=(6, 1) + geom["k"]).astype(dtype), rng.normal(size=6).astype(dtype),
+                      stride=geom["s"], padding=geom["p"], dilation=geom["d"])
+    x = rng.uniform(-1, 1, size=(geom["n"], 1) + geom["hw"]).astype(dtype)
+    if name in ("gamma", "ab21"):
+        x = np.abs(x)
+    model = fl.Sequential([layer])
+    np.testing.assert_allclose(model.forward(x), reference.forward([layer], x.astype(np.float64)),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
+    z = reference.forward([layer], x.astype(np.float64))
+    mag = reference.conv2d(np.abs(x), np.abs(layer.weight), np.abs(layer.bias), layer.stride, layer.padding,
+                           layer.dilation)
+    start = np.where(np.abs(z) < (0.02 if dtype == np.float32 else 1e-4) * mag, 0, rng.normal(size=z.shape)).astype(dtype)
+    rule = RULES[name]
+    e = fl.LRP(model, rule)(x, target=start)
+    assert_close(e.relevance, reference.lrp([layer], [rule], x, target=start)[0], dtype)
+
+
 def test_conv_zbox_per_channel_bounds(rng):
     layer = fl.Conv2d(rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4), padding=1)
     low = -rng.uniform(1, 2, size=(3, 1, 1))

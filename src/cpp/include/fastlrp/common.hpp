@@ -26,6 +26,8 @@ template <class T>
 using MatrixMap = Eigen::Map<RowMatrix<T>>;
 template <class T>
 using ConstMatrixMap = Eigen::Map<const RowMatrix<T>>;
+template <class T>
+using ColMatrixMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>>;
 
 // Thread count used by every kernel. Kept here (not in OpenMP's per-thread ICV) so that a
 // value set from one Python thread holds for calls made from any other thread.

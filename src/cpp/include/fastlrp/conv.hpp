@@ -31,6 +31,9 @@ struct Conv2d {
 
   Index in_size() const { return g.in_size(); }
   Index out_size() const { return g.pixels_out() * cout; }
+  // im2col_planar applies (one channel, unit x stride and dilation): the forward and the
+  // Epsilon backward work on transposed patches, products with column-major results.
+  bool planar() const { return g.C == 1 && g.sw == 1 && g.dw == 1; }
 
   void prepare(const std::vector<T>& low_img, const std::vector<T>& high_img) {
     cout = lin.W.rows();
@@ -81,9 +84,21 @@ struct Conv2d {
       Workspace& ws = thread_workspace();
       const auto mark = ws.mark();
       const Index rows = t.pixels(g);
+      MatrixMap<T> Zt(Z.data() + t.first_pixel(g) * cout, rows, cout);
+      if (planar()) {
+        MatrixMap<T> PT = ws.matrix<T>(K, rows);
+        const Index per = rows / (t.n1 - t.n0);
+        for (Index n = t.n0; n < t.n1; ++n)
+          im2col_planar(A.data() + n * g.in_size(), g, t.y0, t.y1, PT.data() + (n - t.n0) * per, rows);
+        ColMatrixMap<T> Zc(ws.take<T>(rows * cout), rows, cout);
+        Zc.noalias() = PT.transpose() * lin.W.transpose();
+        Zt = Zc;
+        Zt.rowwise() += lin.b;
+        ws.release(mark);
+        return;
+      }
       MatrixMap<T> patches = ws.matrix<T>(rows, K);
       im2col_tile(A.data(), g, t, patches.data());
-      MatrixMap<T> Zt(Z.data() + t.first_pixel(g) * cout, rows, cout);
       Zt.noalias() = patches * lin.W.transpose();
       Zt.rowwise() += lin.b;
       ws.release(mark);
@@ -122,6 +137,14 @@ struct Conv2d {
         case RuleKind::Epsilon: {
           MatrixMap<T> S = tw.matrix<T>(rows, cout);
           stabilized_ratio(Rt, Zt, T(lin.rule.epsilon), S);
+          if (planar()) {  // G^T (K, rows), row-major: S W with a column-major result
+            ColMatrixMap<T> Gc(tw.take<T>(rows * K), rows, K);
+            Gc.noalias() = S * lin.W;
+            const Index per = rows / (t.n1 - t.n0);
+            for (Index n = t.n0; n < t.n1; ++n)
+              col2im_planar(Gc.data() + (n - t.n0) * per, rows, g, t.y0, t.y1, acc_of(0) + n * I);
+            break;
+          }
           MatrixMap<T> G = tw.matrix<T>(rows, K);
           G.noalias() = S * lin.W;
           col2im_tile(G.data(), K, 0, g, t, acc_of(0));
@@ -193,6 +216,19 @@ struct Conv2d {
           S.rowwise() -= lin.b;
           for (Index n = t.n0; n < t.n1; ++n) S.middleRows((n - t.n0) * (rows / (t.n1 - t.n0)), rows / (t.n1 - t.n0)) -= fixed.middleRows(t.y0 * g.Wo, rows / (t.n1 - t.n0));
           stabilized_ratio(Rt, S, T(lin.rule.stabilizer), S);
+          if (zbox_folded && planar()) {  // as below, on transposed patches
+            ColMatrixMap<T> Gc(tw.take<T>(rows * 2 * K), rows, 2 * K);
+            Gc.noalias() = S * Wzb;
+            MatrixMap<T> PT = tw.matrix<T>(K, rows);
+            const Index per = rows / (t.n1 - t.n0);
+            for (Index n = t.n0; n < t.n1; ++n)
+              im2col_planar(A.data() + n * I, g, t.y0, t.y1, PT.data() + (n - t.n0) * per, rows);
+            const ConstMatrixMap<T> G1(Gc.data(), K, rows), G2(Gc.data() + K * rows, K, rows);
+            PT.array() = PT.array() * G1.array() + G2.array();
+            for (Index n = t.n0; n < t.n1; ++n)
+              col2im_planar(PT.data() + (n - t.n0) * per, rows, g, t.y0, t.y1, acc_of(0) + n * I);
+            break;
+          }
           if (zbox_folded) {  // patch space: a_i (S W)_ik + (S B)_ik, then one scatter
             MatrixMap<T> G = tw.matrix<T>(rows, 2 * K);
             G.noalias() = S * Wzb;
@@ -214,6 +250,14 @@ struct Conv2d {
             for (Index n = t.n0; n < t.n1; ++n)
               stabilized_ratio(Rt.middleRows((n - t.n0) * per, per), fixed.middleRows(t.y0 * g.Wo, per), T(lin.rule.stabilizer),
                                S.middleRows((n - t.n0) * per, per));
+          }
+          if (kind == RuleKind::Flat && planar()) {  // every row of G^T is the row sums
+            Eigen::Map<Vector<T>> sums(tw.take<T>(rows), rows);
+            sums = S.rowwise().sum();
+            const Index per = rows / (t.n1 - t.n0);
+            for (Index n = t.n0; n < t.n1; ++n)
+              col2im_planar(sums.data() + (n - t.n0) * per, 0, g, t.y0, t.y1, acc_of(0) + n * I);
+            break;
           }
           MatrixMap<T> G = tw.matrix<T>(rows, K);
           if (kind == RuleKind::Flat)  // S times a matrix of ones: each patch row is its row sum

@@ -134,6 +134,47 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
     }
 }
 
+// One input channel, unit stride and dilation along x (a first layer on grey images): the
+// patches transposed, PT (K, rows) with row stride ld, are whole contiguous runs of an image
+// row, Wo values each, instead of K runs of kw values per output pixel.
+template <class T>
+void im2col_planar(const T* a, const Geometry& g, Index y0, Index y1, T* PT, Index ld) {
+  const Index Wo = g.Wo;
+  for (Index ky = 0; ky < g.kh; ++ky)
+    for (Index kx = 0; kx < g.kw; ++kx) {
+      T* row = PT + (ky * g.kw + kx) * ld;
+      // output columns whose input column ox - pw + kx lies inside the image
+      const Index lo = std::min(Wo, std::max<Index>(0, g.pw - kx)), hi = std::max(lo, std::min<Index>(Wo, g.W + g.pw - kx));
+      for (Index oy = y0; oy < y1; ++oy, row += Wo) {
+        const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        if (iy < 0 || iy >= g.H) {
+          std::fill(row, row + Wo, T(0));
+          continue;
+        }
+        std::fill(row, row + lo, T(0));
+        std::memcpy(row + lo, a + iy * g.W + lo - g.pw + kx, sizeof(T) * (hi - lo));
+        std::fill(row + hi, row + Wo, T(0));
+      }
+    }
+}
+
+// acc += the transposed patches GT (K, rows) scattered back: im2col_planar's inverse.
+template <class T>
+void col2im_planar(const T* GT, Index ld, const Geometry& g, Index y0, Index y1, T* acc) {
+  const Index Wo = g.Wo;
+  for (Index ky = 0; ky < g.kh; ++ky)
+    for (Index kx = 0; kx < g.kw; ++kx) {
+      const T* row = GT + (ky * g.kw + kx) * ld;
+      const Index lo = std::min(Wo, std::max<Index>(0, g.pw - kx)), hi = std::max(lo, std::min<Index>(Wo, g.W + g.pw - kx));
+      for (Index oy = y0; oy < y1; ++oy, row += Wo) {
+        const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        T* d = acc + iy * g.W + lo - g.pw + kx;
+        for (Index ox = lo; ox < hi; ++ox) d[ox - lo] += row[ox];
+      }
+    }
+}
+
 struct Tile {
   Index n0, n1;  // samples [n0, n1); with more than one, whole images
   Index y0, y1;  // output rows [y0, y1) of each
