@@ -136,3 +136,17 @@ def test_bench_suite_runs(tmp_path):
     assert (tmp_path / "b.png").stat().st_size > 0
     bad = run("bench", "--nets", "resnet")
     assert bad.returncode != 0 and "unknown net" in bad.stderr
+
+
+def test_bench_suite_repeat(tmp_path):
+    """--repeat N: N runs kept in the JSON and a table of median ratios with their min-max."""
+    import json
+
+    out = run("bench", "--quick", "--nets", "mlp", "--rules", "Epsilon", "--repeat", "2", "--json", tmp_path / "b.json")
+    assert out.returncode == 0, out.stderr
+    runs = json.load(open(tmp_path / "b.json"))["runs"]
+    assert len(runs) == 2 and all(len(r) == 2 for r in runs)
+    ratios = sorted(r[0]["peers"]["numpy"]["ratio"] for r in runs)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("| mlp | 1 |") and "(" in ln.split("|")[6])
+    assert f"({ratios[0]:.1f}-{ratios[1]:.1f})" in line
+    assert run("bench", "--repeat", "0").returncode != 0

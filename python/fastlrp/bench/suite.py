@@ -284,6 +284,24 @@ def plot_ratios(records, path):
     return fig
 
 
+def repeat_rows(runs) -> list:
+    """Per case of repeated runs: median samples/s, and per peer the median ratio (min-max)."""
+    out = []
+    for k, case in enumerate(runs[0]):
+        same = [run[k] for run in runs]
+        rates = [float(str(c["samples_s"]).replace(",", "")) for c in same]
+        cells = []
+        for peer in ("numpy", "zennit", "captum"):
+            ratios = [c["peers"][peer]["ratio"] for c in same if isinstance(c["peers"].get(peer), dict)]
+            if len(ratios) == len(same):
+                cells.append(f"**{np.median(ratios):.1f}x** ({min(ratios):.1f}-{max(ratios):.1f})")
+            else:
+                first = case["peers"].get(peer)
+                cells.append(first if isinstance(first, str) else "")
+        out.append([case["net"], case["batch"], case["threads"], case["rule"], f"{np.median(rates):,.0f}"] + cells)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="fastlrp bench", description="fastlrp against every importable peer "
                                  "(its numpy reference, zennit, captum, its own forward pass).")
@@ -291,6 +309,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nets", help=f"comma-separated subset of {','.join(NETS)} (default: all; --quick: no vgg16)")
     ap.add_argument("--threads", help="comma-separated thread counts (default: 1 and all cores; --quick: all)")
     ap.add_argument("--rules", help=f"comma-separated subset of {','.join(RULES)} (toolbox nets: epsilon, alphabeta)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run everything this many times and add a table of the median ratio per case with its "
+                         "min-max over the runs (a shared machine's speed drifts between runs)")
     ap.add_argument("--json", help="also write every case as JSON to this file")
     ap.add_argument("--plot", help="also write a bar chart of the ratios (PNG)")
     ap.add_argument("--out", help="also write the markdown report to this file")
@@ -316,14 +337,20 @@ def main(argv=None) -> int:
     for peer, why in (("zennit", peers.zennit_why), ("captum", peers.captum_why)):
         lines.append(f"- {peer}: " + (f"skipped: {why}" if why else "compared"))
     lines.append("")
-    rows, records = [], []
-    for name in names:
-        batches = NETS[name][1] if args.quick else NETS[name][0]
-        if name.startswith("toolbox"):
-            tb_rules = [r for r in ("epsilon", "alphabeta") if not args.quick or r == "epsilon"]
-            run_toolbox(name, batches, threads, tb_rules, rows, records, args.quick)
-        else:
-            run_native(name, batches, threads, rules, peers, rows, records, args.quick)
+    if args.repeat < 1:
+        ap.error(f"--repeat: expected a positive count, got {args.repeat}")
+    runs = []
+    for _ in range(args.repeat):
+        rows, records = [], []
+        for name in names:
+            batches = NETS[name][1] if args.quick else NETS[name][0]
+            if name.startswith("toolbox"):
+                tb_rules = [r for r in ("epsilon", "alphabeta") if not args.quick or r == "epsilon"]
+                run_toolbox(name, batches, threads, tb_rules, rows, records, args.quick)
+            else:
+                run_native(name, batches, threads, rules, peers, rows, records, args.quick)
+        runs.append((rows, records))
+    rows, records = runs[0]
     fl.set_num_threads(None)
     headers = ["net", "batch", "threads", "rule", "fastlrp samples/s", "(min-max)", "GFLOP/s (fwd work)",
                "peak MiB", "cost in forwards (forward/s)", "vs numpy", "vs zennit", "vs captum"]
@@ -333,6 +360,11 @@ def main(argv=None) -> int:
               "batch (forward samples/s in brackets). Empty: not run (the numpy reference on the first thread "
               "count and small MLP batches only; captum for Epsilon only).", "",
               f"Suite time: {time.perf_counter() - t0:.0f} s."]
+    if args.repeat > 1:
+        lines[-1:-1] = [f"Over all {args.repeat} runs (the table above is the first): median samples/s and, per "
+                        "peer, the median ratio with its min-max over the runs.", "",
+                        table(["net", "batch", "threads", "rule", "fastlrp samples/s (median)", "vs numpy", "vs zennit",
+                               "vs captum"], repeat_rows([r for _, r in runs])), ""]
     text = "\n".join(lines)
     print(text)
     if args.out:
@@ -340,7 +372,7 @@ def main(argv=None) -> int:
             f.write(text + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "cases": records}, f, indent=1)
+            json.dump({"machine": machine(), "cases": records, "runs": [r for _, r in runs]}, f, indent=1)
     if args.plot:
         plot_ratios(records, args.plot)
         print(f"wrote {args.plot}")
