@@ -1,7 +1,8 @@
 """The benchmark suite: fastlrp against every peer that is importable, in one run.
 
     python -m fastlrp.bench [--quick] [--nets mlp,lenet,vgg16,toolbox-mlp,toolbox-lenet5]
-                            [--threads 1,2] [--json out.json] [--plot ratios.png] [--out table.md]
+                            [--threads 1,2] [--repeat N] [--json out.json] [--plot ratios.png]
+                            [--out table.md]
     fastlrp bench ...        (the same)
 
 What a figure means:
@@ -11,6 +12,9 @@ What a figure means:
   ``lrp(Y * onehot)``, as a toolbox script does);
 - **samples/s** is the batch size over the median time of one call, after a warm-up; min-max
   of the rounds in brackets. Threads: fastlrp's (and torch's) thread count of the row;
+- ``--repeat N`` runs everything N times (fastlrp and its peers side by side each time) and adds
+  the median of each ratio over the runs with its min-max: on a shared machine one run's ratio
+  moves by 10-30 % with the neighbours' load;
 - **GFLOP/s** counts the Dense/Conv multiply-adds x 2 of one forward pass per sample: the
   work a forward pass does, not what the LRP pass adds (2-4x more);
 - **peak MiB** is the growth of the process's peak resident memory during the first fastlrp
