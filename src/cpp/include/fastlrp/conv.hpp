@@ -32,7 +32,7 @@ struct Conv2d {
   Index in_size() const { return g.in_size(); }
   Index out_size() const { return g.pixels_out() * cout; }
   // im2col_planar applies (one channel, unit x stride and dilation): the forward and the
-  // Epsilon backward work on transposed patches, products with column-major results.
+  // Epsilon, Flat and folded-ZBox backward work on transposed patches (column-major products).
   bool planar() const { return g.C == 1 && g.sw == 1 && g.dw == 1; }
 
   void prepare(const std::vector<T>& low_img, const std::vector<T>& high_img) {
@@ -61,6 +61,7 @@ struct Conv2d {
         fixed.noalias() = patches_of(low) * lin.Wcat.middleCols(k, k).transpose();
         fixed.noalias() += patches_of(high) * lin.Wcat.rightCols(k).transpose();
         const Index C = g.C, HW = g.H * g.W;
+        Wzb.resize(0, 0);
         bool per_channel = true;
         for (Index i = C; i < HW * C && per_channel; ++i)
           per_channel = low[i] == low[i % C] && high[i] == high[i % C];
