@@ -88,9 +88,7 @@ struct Conv2d {
       MatrixMap<T> Zt(Z.data() + t.first_pixel(g) * cout, rows, cout);
       if (planar()) {
         MatrixMap<T> PT = ws.matrix<T>(K, rows);
-        const Index per = rows / (t.n1 - t.n0);
-        for (Index n = t.n0; n < t.n1; ++n)
-          im2col_planar(A.data() + n * g.in_size(), g, t.y0, t.y1, PT.data() + (n - t.n0) * per, rows);
+        im2col_planar_tile(A.data(), g, t, PT.data());
         ColMatrixMap<T> Zc(ws.take<T>(rows * cout), rows, cout);
         Zc.noalias() = PT.transpose() * lin.W.transpose();
         Zt = Zc;
@@ -141,9 +139,7 @@ struct Conv2d {
           if (planar()) {  // G^T (K, rows), row-major: S W with a column-major result
             ColMatrixMap<T> Gc(tw.take<T>(rows * K), rows, K);
             Gc.noalias() = S * lin.W;
-            const Index per = rows / (t.n1 - t.n0);
-            for (Index n = t.n0; n < t.n1; ++n)
-              col2im_planar(Gc.data() + (n - t.n0) * per, rows, g, t.y0, t.y1, acc_of(0) + n * I);
+            col2im_planar_tile(Gc.data(), rows, g, t, acc_of(0));
             break;
           }
           MatrixMap<T> G = tw.matrix<T>(rows, K);
@@ -221,13 +217,10 @@ struct Conv2d {
             ColMatrixMap<T> Gc(tw.take<T>(rows * 2 * K), rows, 2 * K);
             Gc.noalias() = S * Wzb;
             MatrixMap<T> PT = tw.matrix<T>(K, rows);
-            const Index per = rows / (t.n1 - t.n0);
-            for (Index n = t.n0; n < t.n1; ++n)
-              im2col_planar(A.data() + n * I, g, t.y0, t.y1, PT.data() + (n - t.n0) * per, rows);
+            im2col_planar_tile(A.data(), g, t, PT.data());
             const ConstMatrixMap<T> G1(Gc.data(), K, rows), G2(Gc.data() + K * rows, K, rows);
             PT.array() = PT.array() * G1.array() + G2.array();
-            for (Index n = t.n0; n < t.n1; ++n)
-              col2im_planar(PT.data() + (n - t.n0) * per, rows, g, t.y0, t.y1, acc_of(0) + n * I);
+            col2im_planar_tile(PT.data(), rows, g, t, acc_of(0));
             break;
           }
           if (zbox_folded) {  // patch space: a_i (S W)_ik + (S B)_ik, then one scatter
@@ -255,9 +248,7 @@ struct Conv2d {
           if (kind == RuleKind::Flat && planar()) {  // every row of G^T is the row sums
             Eigen::Map<Vector<T>> sums(tw.take<T>(rows), rows);
             sums = S.rowwise().sum();
-            const Index per = rows / (t.n1 - t.n0);
-            for (Index n = t.n0; n < t.n1; ++n)
-              col2im_planar(sums.data() + (n - t.n0) * per, 0, g, t.y0, t.y1, acc_of(0) + n * I);
+            col2im_planar_tile(sums.data(), 0, g, t, acc_of(0));
             break;
           }
           MatrixMap<T> G = tw.matrix<T>(rows, K);

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #endif
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -36,43 +37,40 @@ struct Geometry {
   Index K() const { return kh * kw * C; }  // patch length, ordered (ky, kx, c)
   // Output rows per tile so that tiles t and t + 2 of a sample never touch the same input row.
   Index phase_rows() const { return std::max<Index>(1, ((kh - 1) * dh + 1 + sh - 1) / sh); }
+  // [lo, hi): the output columns whose input column ox - pw + kx lies inside the image (unit x
+  // stride and dilation, as im2col_planar)
+  std::pair<Index, Index> inside_columns(Index kx) const {
+    const Index lo = std::min(Wo, std::max<Index>(0, pw - kx));
+    return {lo, std::max(lo, std::min<Index>(Wo, W + pw - kx))};
+  }
 };
 
 // Short runs: im2col copies, and col2im adds, kw*C values at a time (5 for a 5x5 kernel over
 // one channel). A call to memcpy or a scalar loop costs more than the copy itself there; with
-// AVX-512 a run of up to one vector is one masked load and store.
-template <class T>
-inline void copy_run(T* dst, const T* src, Index n) {
+// AVX-512 a run of up to one vector is one masked load and store. Add: dst += src, else dst = src.
+template <bool Add, class T>
+inline void short_run(T* dst, const T* src, Index n) {
 #ifdef __AVX512F__
   if (n * static_cast<Index>(sizeof(T)) <= 64) {
     if constexpr (sizeof(T) == 8) {
       const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
-      _mm512_mask_storeu_pd(dst, m, _mm512_maskz_loadu_pd(m, src));
+      __m512d v = _mm512_maskz_loadu_pd(m, src);
+      if constexpr (Add) v = _mm512_add_pd(v, _mm512_maskz_loadu_pd(m, dst));
+      _mm512_mask_storeu_pd(dst, m, v);
     } else {
       const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-      _mm512_mask_storeu_ps(dst, m, _mm512_maskz_loadu_ps(m, src));
+      __m512 v = _mm512_maskz_loadu_ps(m, src);
+      if constexpr (Add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));
+      _mm512_mask_storeu_ps(dst, m, v);
     }
     return;
   }
 #endif
-  std::memcpy(dst, src, sizeof(T) * n);
-}
-
-template <class T>
-inline void add_run(T* dst, const T* src, Index n) {
-#ifdef __AVX512F__
-  if (n * static_cast<Index>(sizeof(T)) <= 64) {
-    if constexpr (sizeof(T) == 8) {
-      const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
-      _mm512_mask_storeu_pd(dst, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, dst), _mm512_maskz_loadu_pd(m, src)));
-    } else {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-      _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), _mm512_maskz_loadu_ps(m, src)));
-    }
-    return;
+  if constexpr (Add) {
+    for (Index c = 0; c < n; ++c) dst[c] += src[c];
+  } else {
+    std::memcpy(dst, src, sizeof(T) * n);
   }
-#endif
-  for (Index c = 0; c < n; ++c) dst[c] += src[c];
 }
 
 // P (rows, K): the patches of output rows [y0, y1) of one sample (a: its H*W*C values).
@@ -91,7 +89,7 @@ void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
           if (iy < 0 || iy >= g.H)
             std::memset(dst, 0, sizeof(T) * C * g.kw);
           else
-            copy_run(dst, a + (iy * g.W + ix0) * C, C * g.kw);
+            short_run<false>(dst, a + (iy * g.W + ix0) * C, C * g.kw);
           dst += C * g.kw;
           continue;
         }
@@ -100,7 +98,7 @@ void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
           if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
             std::memset(dst, 0, sizeof(T) * C);
           else
-            copy_run(dst, a + (iy * g.W + ix) * C, C);
+            short_run<false>(dst, a + (iy * g.W + ix) * C, C);
         }
       }
     }
@@ -120,7 +118,7 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
         const Index iy = oy * g.sh - g.ph + ky * g.dh;
         if (row_inside) {  // one contiguous run of kw*C values
           if (iy >= 0 && iy < g.H) {
-            add_run(acc + (iy * g.W + ix0) * C, src, C * g.kw);
+            short_run<true>(acc + (iy * g.W + ix0) * C, src, C * g.kw);
           }
           src += C * g.kw;
           continue;
@@ -128,7 +126,7 @@ void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index 
         for (Index kx = 0; kx < g.kw; ++kx, src += C) {
           const Index ix = ox * g.sw - g.pw + kx * g.dw;
           if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-          add_run(acc + (iy * g.W + ix) * C, src, C);
+          short_run<true>(acc + (iy * g.W + ix) * C, src, C);
         }
       }
     }
@@ -143,8 +141,7 @@ void im2col_planar(const T* a, const Geometry& g, Index y0, Index y1, T* PT, Ind
   for (Index ky = 0; ky < g.kh; ++ky)
     for (Index kx = 0; kx < g.kw; ++kx) {
       T* row = PT + (ky * g.kw + kx) * ld;
-      // output columns whose input column ox - pw + kx lies inside the image
-      const Index lo = std::min(Wo, std::max<Index>(0, g.pw - kx)), hi = std::max(lo, std::min<Index>(Wo, g.W + g.pw - kx));
+      const auto [lo, hi] = g.inside_columns(kx);
       for (Index oy = y0; oy < y1; ++oy, row += Wo) {
         const Index iy = oy * g.sh - g.ph + ky * g.dh;
         if (iy < 0 || iy >= g.H) {
@@ -165,7 +162,7 @@ void col2im_planar(const T* GT, Index ld, const Geometry& g, Index y0, Index y1,
   for (Index ky = 0; ky < g.kh; ++ky)
     for (Index kx = 0; kx < g.kw; ++kx) {
       const T* row = GT + (ky * g.kw + kx) * ld;
-      const Index lo = std::min(Wo, std::max<Index>(0, g.pw - kx)), hi = std::max(lo, std::min<Index>(Wo, g.W + g.pw - kx));
+      const auto [lo, hi] = g.inside_columns(kx);
       for (Index oy = y0; oy < y1; ++oy, row += Wo) {
         const Index iy = oy * g.sh - g.ph + ky * g.dh;
         if (iy < 0 || iy >= g.H) continue;
@@ -208,6 +205,20 @@ template <class T>
 void im2col_tile(const T* x, const Geometry& g, const Tile& t, T* P) {
   const Index per = (t.y1 - t.y0) * g.Wo * g.K();
   for (Index n = t.n0; n < t.n1; ++n) im2col(x + n * g.in_size(), g, t.y0, t.y1, P + (n - t.n0) * per);
+}
+
+// The same over a tile, as transposed patches (K, rows of the tile).
+template <class T>
+void im2col_planar_tile(const T* x, const Geometry& g, const Tile& t, T* PT) {
+  const Index rows = t.pixels(g), per = rows / (t.n1 - t.n0);
+  for (Index n = t.n0; n < t.n1; ++n) im2col_planar(x + n * g.in_size(), g, t.y0, t.y1, PT + (n - t.n0) * per, rows);
+}
+
+// acc += GT (K, rows of the tile; ld 0: one row for every k) scattered back.
+template <class T>
+void col2im_planar_tile(const T* GT, Index ld, const Geometry& g, const Tile& t, T* acc) {
+  const Index per = t.pixels(g) / (t.n1 - t.n0);
+  for (Index n = t.n0; n < t.n1; ++n) col2im_planar(GT + (n - t.n0) * per, ld, g, t.y0, t.y1, acc + n * g.in_size());
 }
 
 template <class T>
