@@ -5,49 +5,13 @@
 #include <pybind11/stl.h>
 
 #include "fastlrp/network.hpp"
+#include "bind_common.hpp"
 
-namespace py = pybind11;
 
 namespace fastlrp::bindings {
 
 using kernels::Activation;
 using kernels::Network;
-
-template <class T>
-using CArray = py::array_t<T, py::array::c_style>;
-
-template <class T>
-ConstMatrixMap<T> as_matrix(const CArray<T>& a, const char* what) {
-  if (a.ndim() != 2) throw std::invalid_argument(std::string(what) + " must be 2-D, got " + std::to_string(a.ndim()) + "-D");
-  return ConstMatrixMap<T>(a.data(), a.shape(0), a.shape(1));
-}
-
-template <class T>
-RowVector<T> as_row(const CArray<T>& a) {
-  return Eigen::Map<const RowVector<T>>(a.data(), a.size());
-}
-
-// Keeps a numpy array alive while C++ views its data; released with the GIL held.
-template <class T>
-std::shared_ptr<const void> keep_alive(const CArray<T>& a) {
-  return std::shared_ptr<const void>(new py::object(a), [](const void* p) {
-    py::gil_scoped_acquire gil;
-    delete static_cast<const py::object*>(p);
-  });
-}
-
-RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double gamma, double stabilizer = kStabilizer) {
-  if (kind < 0 || kind > static_cast<int>(RuleKind::Flat)) throw std::invalid_argument("unknown rule kind " + std::to_string(kind));
-  RuleParams r;
-  r.kind = static_cast<RuleKind>(kind);
-  r.epsilon = epsilon;
-  r.alpha = alpha;
-  r.beta = beta;
-  r.gamma = gamma;
-  if (!(stabilizer >= 0.0)) throw std::invalid_argument("the stabilizer must be >= 0");
-  r.stabilizer = stabilizer;
-  return r;
-}
 
 template <class T>
 void bind_for(py::module_& m, const char* name) {

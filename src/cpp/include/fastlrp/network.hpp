@@ -98,6 +98,108 @@ struct Layer {
   }
 };
 
+// Runs f(first_row, rows, threads) over a batch of N samples: one chunk per thread (each with
+// 1 thread), or, in team mode or for a single sample, one chunk with every thread.
+template <class F>
+void run_batch(Index N, bool team, F&& f) {
+  const int threads = num_threads();
+  const Index chunks = team ? 1 : std::max<Index>(1, std::min<Index>(threads, N));
+  if (chunks == 1) {
+    f(0, N, threads);
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex m;
+#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
+  for (Index c = 0; c < chunks; ++c) {
+    const Index r0 = N * c / chunks, r1 = N * (c + 1) / chunks;
+    try {
+      f(r0, r1 - r0, 1);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(m);
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// Layer factories shared by Network (a chain) and Graph (graph.hpp).
+template <class T>
+Layer<T> make_dense(const T* W, Index out, Index in, std::shared_ptr<const void> keep, RowVector<T> b, RuleParams rule,
+                    const std::vector<T>& low, const std::vector<T>& high) {
+  Layer<T> l;
+  l.kind = LayerKind::Dense;
+  l.in = in;
+  l.out = out;
+  l.dense.set_weight(W, out, in, std::move(keep));
+  l.dense.b = std::move(b);
+  l.dense.rule = rule;
+  l.dense.prepare(low, high);
+  return l;
+}
+
+template <class T>
+Layer<T> make_activation(Activation act, T param, Index width) {
+  Layer<T> l;
+  l.kind = LayerKind::Activation;
+  l.act = act;
+  l.act_param = param;
+  l.in = l.out = width;
+  return l;
+}
+
+template <class T>
+Layer<T> make_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
+                   RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
+  Layer<T> l;
+  l.kind = LayerKind::Conv;
+  l.conv.g = g;
+  l.conv.g.finish();
+  if (K != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
+  l.conv.lin.set_weight(W, out, K, std::move(keep));
+  l.conv.lin.b = std::move(b);
+  l.conv.lin.rule = rule;
+  if (rule.kind == RuleKind::ZBox && (static_cast<Index>(low.size()) != l.conv.g.in_size() ||
+                                      static_cast<Index>(high.size()) != l.conv.g.in_size()))
+    throw std::invalid_argument("ZBox bounds must cover the conv input image");
+  l.conv.prepare(low, high);
+  l.in = l.conv.in_size();
+  l.out = l.conv.out_size();
+  return l;
+}
+
+template <class T>
+Layer<T> make_pool(Pool2d<T> pool) {
+  Layer<T> l;
+  l.kind = LayerKind::Pool;
+  l.in = pool.in_size();
+  l.out = pool.out_size();
+  l.pool = std::move(pool);
+  return l;
+}
+
+template <class T>
+Layer<T> make_flatten(Index C, Index H, Index W) {
+  Layer<T> l;
+  l.kind = LayerKind::Flatten;
+  l.C = C;
+  l.H = H;
+  l.W = W;
+  l.in = l.out = C * H * W;
+  return l;
+}
+
+template <class T>
+Layer<T> make_affine(RowVector<T> scale, RowVector<T> shift, RuleParams rule) {
+  Layer<T> l;
+  l.kind = LayerKind::Affine;
+  l.in = l.out = scale.size();
+  l.affine.scale = std::move(scale);
+  l.affine.shift = std::move(shift);
+  l.affine.rule = rule;
+  return l;
+}
+
 // What explain() hands back; arrays cover the whole batch.
 template <class T>
 struct Explanation {
@@ -134,78 +236,23 @@ class Network {
   // W: (out, in) weights that `keep` keeps alive for as long as the network needs them.
   void add_dense(const T* W, Index out, Index in, std::shared_ptr<const void> keep, RowVector<T> b, RuleParams rule,
                  const std::vector<T>& low, const std::vector<T>& high) {
-    Layer<T> l;
-    l.kind = LayerKind::Dense;
-    l.in = in;
-    l.out = out;
-    l.dense.set_weight(W, out, in, std::move(keep));
-    l.dense.b = std::move(b);
-    l.dense.rule = rule;
-    l.dense.prepare(low, high);
-    push(std::move(l));
+    push(make_dense<T>(W, out, in, std::move(keep), std::move(b), rule, low, high));
   }
-
-  void add_activation(Activation act, T param, Index width) {
-    Layer<T> l;
-    l.kind = LayerKind::Activation;
-    l.act = act;
-    l.act_param = param;
-    l.in = l.out = width;
-    push(std::move(l));
-  }
-
+  void add_activation(Activation act, T param, Index width) { push(make_activation<T>(act, param, width)); }
   void add_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
                 RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
-    Layer<T> l;
-    l.kind = LayerKind::Conv;
-    l.conv.g = g;
-    l.conv.g.finish();
-    if (K != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
-    l.conv.lin.set_weight(W, out, K, std::move(keep));
-    l.conv.lin.b = std::move(b);
-    l.conv.lin.rule = rule;
-    if (rule.kind == RuleKind::ZBox && (static_cast<Index>(low.size()) != l.conv.g.in_size() ||
-                                        static_cast<Index>(high.size()) != l.conv.g.in_size()))
-      throw std::invalid_argument("ZBox bounds must cover the conv input image");
-    l.conv.prepare(low, high);
-    l.in = l.conv.in_size();
-    l.out = l.conv.out_size();
-    push(std::move(l));
+    push(make_conv<T>(g, W, out, K, std::move(keep), std::move(b), rule, low, high));
   }
-
-  void add_pool(Pool2d<T> pool) {
-    Layer<T> l;
-    l.kind = LayerKind::Pool;
-    l.in = pool.in_size();
-    l.out = pool.out_size();
-    l.pool = std::move(pool);
-    push(std::move(l));
-  }
-
-  void add_flatten(Index C, Index H, Index W) {
-    Layer<T> l;
-    l.kind = LayerKind::Flatten;
-    l.C = C;
-    l.H = H;
-    l.W = W;
-    l.in = l.out = C * H * W;
-    push(std::move(l));
+  void add_pool(Pool2d<T> pool) { push(make_pool<T>(std::move(pool))); }
+  void add_flatten(Index C, Index H, Index W) { push(make_flatten<T>(C, H, W)); }
+  void add_affine(RowVector<T> scale, RowVector<T> shift, RuleParams rule) {
+    push(make_affine<T>(std::move(scale), std::move(shift), rule));
   }
 
   bool team_mode() const {
     for (const auto& l : layers)
       if (l.is_spatial()) return true;
     return false;
-  }
-
-  void add_affine(RowVector<T> scale, RowVector<T> shift, RuleParams rule) {
-    Layer<T> l;
-    l.kind = LayerKind::Affine;
-    l.in = l.out = scale.size();
-    l.affine.scale = std::move(scale);
-    l.affine.shift = std::move(shift);
-    l.affine.rule = rule;
-    push(std::move(l));
   }
 
   // The full model's output (output nonlinearity included).
@@ -386,29 +433,9 @@ class Network {
     check_finite(X, "input");
   }
 
-  // Runs f(first_row, rows, threads) over the batch: one chunk per thread (each with 1
-  // thread), or, in team mode or for a single sample, one chunk with every thread.
   template <class F>
   void run_batch(Index N, F&& f) const {
-    const int threads = num_threads();
-    const Index chunks = team_mode() ? 1 : std::max<Index>(1, std::min<Index>(threads, N));
-    if (chunks == 1) {
-      f(0, N, threads);
-      return;
-    }
-    std::exception_ptr error;
-    std::mutex m;
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static, 1)
-    for (Index c = 0; c < chunks; ++c) {
-      const Index r0 = N * c / chunks, r1 = N * (c + 1) / chunks;
-      try {
-        f(r0, r1 - r0, 1);
-      } catch (...) {
-        std::lock_guard<std::mutex> g(m);
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (error) std::rethrow_exception(error);
+    kernels::run_batch(N, team_mode(), std::forward<F>(f));
   }
 };
 

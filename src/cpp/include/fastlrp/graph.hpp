@@ -1,0 +1,371 @@
+// A feed-forward graph of layers run entirely in C++ (docs/rules.md, "Graphs"): nodes in
+// topological order, each one layer (network.hpp's Layer) or a join (Add, Concat) of earlier
+// nodes' outputs; the forward pass in that order, LRP in reverse, in one call.
+//
+// Relevance at a node's output is the sum of what its consumers send back (fan-out sums),
+// added in reverse topological order of the consumers, so the result does not depend on
+// anything but the graph. A node's relevance buffer is handed to its input (Pass) or freed as
+// soon as the node's backward step is done; activations live until the backward pass ends.
+// Threads: as Network (run_batch): one chunk of samples per thread for dense-only graphs, one
+// team of threads per layer when the graph has spatial layers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fastlrp/network.hpp"
+
+namespace fastlrp::kernels {
+
+enum class NodeKind : int { Layer = 0, Add = 1, Concat = 2 };
+
+template <class T>
+struct Node {
+  NodeKind kind = NodeKind::Layer;
+  Layer<T> layer;                // NodeKind::Layer
+  std::vector<int> inputs;       // node ids; -1 is the graph's input
+  Index out = 0;                 // output width per sample
+  Index pixels = 1;              // Concat: pixels per sample (1 for flat features)
+  std::vector<Index> channels;   // Concat: channels of every input, in order
+  RuleParams rule;               // Add: its Epsilon stabiliser
+};
+
+template <class T>
+struct GraphExplanation {
+  RowMatrix<T> relevance;               // (N, in)
+  RowMatrix<T> output;                  // (N, logits)
+  RowMatrix<T> conservation;            // (N, 1 + nodes): input, then every node's output
+  std::vector<RowMatrix<T>> layers;     // layerwise: input, then every node's output
+  Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1> targets;
+};
+
+template <class T>
+class Graph {
+ public:
+  Index in_width = 0;
+  std::vector<Node<T>> nodes;
+
+  explicit Graph(Index input_width = 0) : in_width(input_width) {}
+
+  Index width_of(int id) const { return id < 0 ? in_width : nodes[static_cast<std::size_t>(id)].out; }
+
+  void add_layer(Layer<T> l, int input) {
+    check_inputs({input});
+    if (width_of(input) != l.in)
+      throw std::invalid_argument("node " + std::to_string(nodes.size()) + " takes " + std::to_string(l.in) +
+                                  " values per sample but its input gives " + std::to_string(width_of(input)));
+    const Index out = l.out;
+    nodes.push_back(Node<T>{NodeKind::Layer, std::move(l), {input}, out});  // a Layer is not assignable
+  }
+
+  void add_add(const std::vector<int>& inputs, RuleParams rule) {
+    check_inputs(inputs);
+    if (inputs.size() < 2) throw std::invalid_argument("Add needs at least two inputs");
+    for (int i : inputs)
+      if (width_of(i) != width_of(inputs[0])) throw std::invalid_argument("Add inputs differ in size");
+    Node<T> n;
+    n.kind = NodeKind::Add;
+    n.inputs = inputs;
+    n.out = width_of(inputs[0]);
+    n.rule = rule;
+    nodes.push_back(std::move(n));
+  }
+
+  void add_concat(const std::vector<int>& inputs, Index pixels, const std::vector<Index>& channels) {
+    check_inputs(inputs);
+    if (inputs.empty() || channels.size() != inputs.size() || pixels <= 0)
+      throw std::invalid_argument("Concat needs one channel count per input");
+    Index total = 0;
+    for (std::size_t k = 0; k < inputs.size(); ++k) {
+      if (channels[k] <= 0 || width_of(inputs[k]) != pixels * channels[k])
+        throw std::invalid_argument("Concat input " + std::to_string(k) + " does not have pixels x channels values");
+      total += channels[k];
+    }
+    Node<T> n;
+    n.kind = NodeKind::Concat;
+    n.inputs = inputs;
+    n.pixels = pixels;
+    n.channels = channels;
+    n.out = pixels * total;
+    nodes.push_back(std::move(n));
+  }
+
+  Index out_width() const { return nodes.empty() ? 0 : nodes.back().out; }
+
+  bool skips_last() const {
+    if (nodes.empty()) return false;
+    const Node<T>& l = nodes.back();
+    return l.kind == NodeKind::Layer && l.layer.kind == LayerKind::Activation && is_output_nonlinearity(l.layer.act);
+  }
+  // The node whose output is the logits (-1: the input itself).
+  int logits_node() const {
+    return skips_last() ? nodes.back().inputs[0] : static_cast<int>(nodes.size()) - 1;
+  }
+  Index logits_width() const { return width_of(logits_node()); }
+
+  // As Network::team_mode: a graph with spatial layers (or joins of images) runs the batch as
+  // one chunk, every layer spreading its work over the threads.
+  bool team_mode() const {
+    for (const auto& n : nodes)
+      if ((n.kind == NodeKind::Layer && n.layer.is_spatial()) || (n.kind == NodeKind::Concat && n.pixels > 1)) return true;
+    return false;
+  }
+
+  RowMatrix<T> forward(const ConstMatrixMap<T>& X) const {
+    check_input(X);
+    RowMatrix<T> Y(X.rows(), out_width());
+    run_batch(X.rows(), team_mode(), [&](Index r0, Index n, int threads) {
+      Activations a;
+      run_forward(X, r0, n, threads, a, true);
+      rows_of(Y, r0, n) = a.map(static_cast<int>(nodes.size()) - 1);
+      thread_workspace().trim();
+    });
+    return Y;
+  }
+
+  GraphExplanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
+                              const std::optional<ConstMatrixMap<T>>& start, bool layerwise) const {
+    check_input(X);
+    const Index N = X.rows(), V = static_cast<Index>(nodes.size());
+    const int logits = logits_node();
+    const Index out = logits_width();
+    if (start) check_finite(*start, "start relevance");
+    GraphExplanation<T> e;
+    e.relevance.resize(N, in_width);
+    e.output.resize(N, out);
+    e.conservation.setZero(N, V + 1);
+    if (!start) e.targets.resize(N);
+    if (layerwise) {
+      e.layers.resize(V + 1);
+      e.layers[0].resize(N, in_width);
+      for (Index k = 0; k < V; ++k) e.layers[k + 1].setZero(N, nodes[k].out);
+    }
+
+    run_batch(N, team_mode(), [&](Index r0, Index n, int threads) {
+      Activations a;
+      run_forward(X, r0, n, threads, a, false);
+      const ConstMatrixMap<T> L = a.map(logits);
+      rows_of(e.output, r0, n) = L;
+
+      std::vector<RowMatrix<T>> rel(nodes.size() + 1);  // rel[id + 1]: relevance at node id's output
+      RowMatrix<T> R0(n, out);
+      if (start) {
+        R0 = start->middleRows(r0, n);
+      } else {
+        R0.setZero();
+        for (Index r = 0; r < n; ++r) {
+          Index t;
+          if (targets)
+            t = (*targets)(r0 + r);
+          else
+            L.row(r).maxCoeff(&t);  // first maximum, as numpy's argmax
+          e.targets(r0 + r) = t;
+          R0(r, t) = L(r, t);
+        }
+      }
+      if (skips_last()) {  // the skipped output nonlinearity's output carries the start relevance
+        e.conservation.col(V).segment(r0, n) = R0.rowwise().sum();
+        if (layerwise) rows_of(e.layers[V], r0, n) = R0;
+      }
+      rel[logits + 1] = std::move(R0);
+
+      for (int k = logits; k >= 0; --k) {
+        RowMatrix<T>& R = rel[k + 1];
+        const Node<T>& node = nodes[k];
+        if (R.size() == 0) R.setZero(n, node.out);  // reaches nothing that the output uses
+        e.conservation.col(k + 1).segment(r0, n) = R.rowwise().sum();
+        if (layerwise) rows_of(e.layers[k + 1], r0, n) = R;
+        backward_node(k, a, std::move(R), rel, threads);
+      }
+      RowMatrix<T>& Rin = rel[0];
+      if (Rin.size() == 0) Rin.setZero(n, in_width);
+      e.conservation.col(0).segment(r0, n) = Rin.rowwise().sum();
+      rows_of(e.relevance, r0, n) = Rin;
+      if (layerwise) rows_of(e.layers[0], r0, n) = Rin;
+      thread_workspace().trim();
+    });
+    if (!e.relevance.allFinite() || !e.output.allFinite())
+      throw std::invalid_argument(std::string("the explanation overflowed ") + (sizeof(T) == 4 ? "float32" : "float64") +
+                                  " (Inf or NaN in the activations or relevances): inputs or weights are too large "
+                                  "for this dtype; rescale them or use float64");
+    return e;
+  }
+
+ private:
+  // One chunk's activations: owned buffers, and every node's output as a pointer (identity
+  // nodes point at their input's).
+  struct Activations {
+    const T* input = nullptr;
+    Index n = 0, in_width = 0;
+    std::vector<RowMatrix<T>> own;
+    std::vector<const T*> ptr;
+    std::vector<Index> width;
+    ConstMatrixMap<T> map(int id) const {
+      if (id < 0) return ConstMatrixMap<T>(input, n, in_width);
+      return ConstMatrixMap<T>(ptr[static_cast<std::size_t>(id)], n, width[static_cast<std::size_t>(id)]);
+    }
+  };
+
+  void run_forward(const ConstMatrixMap<T>& X, Index r0, Index n, int threads, Activations& a, bool free_early) const {
+    const std::size_t V = nodes.size();
+    a.input = X.data() + r0 * X.cols();
+    a.n = n;
+    a.in_width = in_width;
+    a.own.assign(V, RowMatrix<T>());
+    a.ptr.assign(V, nullptr);
+    a.width.assign(V, 0);
+    std::vector<int> last_use;
+    if (free_early) {  // forward only: a buffer goes as soon as its last consumer has run
+      last_use.assign(V, -1);
+      for (std::size_t k = 0; k < V; ++k)
+        for (int i : nodes[k].inputs)
+          if (i >= 0) last_use[static_cast<std::size_t>(i)] = static_cast<int>(k);
+    }
+    Workspace& ws = thread_workspace();
+    ws.reset();
+    for (std::size_t k = 0; k < V; ++k) {
+      const Node<T>& node = nodes[k];
+      a.width[k] = node.out;
+      if (node.kind == NodeKind::Layer && node.layer.is_identity()) {
+        a.ptr[k] = a.map(node.inputs[0]).data();
+        continue;
+      }
+      RowMatrix<T>& Y = a.own[k];
+      Y.resize(n, node.out);
+      MatrixMap<T> y(Y.data(), n, node.out);
+      switch (node.kind) {
+        case NodeKind::Layer:
+          node.layer.forward(a.map(node.inputs[0]), y, threads);
+          break;
+        case NodeKind::Add:
+          for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
+            auto dst = y.row(r).segment(c0, len);
+            dst = a.map(node.inputs[0]).row(r).segment(c0, len);
+            for (std::size_t i = 1; i < node.inputs.size(); ++i) dst += a.map(node.inputs[i]).row(r).segment(c0, len);
+          });
+          break;
+        case NodeKind::Concat:
+          concat_forward(node, a, y);
+          break;
+      }
+      a.ptr[k] = Y.data();
+      if (free_early)
+        for (int i : node.inputs)
+          if (i >= 0 && last_use[static_cast<std::size_t>(i)] == static_cast<int>(k) && !is_final(i))
+            a.own[static_cast<std::size_t>(i)] = RowMatrix<T>();
+    }
+  }
+
+  bool is_final(int id) const { return id == static_cast<int>(nodes.size()) - 1; }
+
+  void concat_forward(const Node<T>& node, const Activations& a, MatrixMap<T> y) const {
+    const Index total = node.out / node.pixels;
+    for (Index r = 0; r < a.n; ++r) {
+      T* dst = y.row(r).data();
+      Index c0 = 0;
+      for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+        const Index C = node.channels[i];
+        const T* src = a.map(node.inputs[i]).row(r).data();
+        for (Index p = 0; p < node.pixels; ++p)
+          std::copy(src + p * C, src + (p + 1) * C, dst + p * total + c0);
+        c0 += C;
+      }
+    }
+  }
+
+  // rel[id + 1] += M, or takes M when nothing arrived there yet.
+  static void accumulate(std::vector<RowMatrix<T>>& rel, int id, RowMatrix<T>&& M, int threads) {
+    RowMatrix<T>& dst = rel[static_cast<std::size_t>(id + 1)];
+    if (dst.size() == 0) {
+      dst = std::move(M);
+      return;
+    }
+    for_segments(M.rows(), M.cols(), threads, [&](Index r, Index c0, Index len) {
+      dst.row(r).segment(c0, len) += M.row(r).segment(c0, len);
+    });
+  }
+
+  void backward_node(int k, const Activations& a, RowMatrix<T>&& R, std::vector<RowMatrix<T>>& rel, int threads) const {
+    const Node<T>& node = nodes[static_cast<std::size_t>(k)];
+    const Index n = a.n;
+    switch (node.kind) {
+      case NodeKind::Layer: {
+        const Layer<T>& l = node.layer;
+        const int in = node.inputs[0];
+        if (l.kind == LayerKind::Activation) {  // Pass
+          accumulate(rel, in, std::move(R), threads);
+          return;
+        }
+        RowMatrix<T> Rin(n, l.in);
+        Workspace& ws = thread_workspace();
+        const auto mark = ws.mark();
+        l.backward(a.map(in), a.map(k), ConstMatrixMap<T>(R.data(), n, R.cols()), MatrixMap<T>(Rin.data(), n, l.in), ws,
+                   threads);
+        ws.release(mark);
+        R = RowMatrix<T>();
+        accumulate(rel, in, std::move(Rin), threads);
+        return;
+      }
+      case NodeKind::Add: {
+        // R_i = x_i * R / stab(z) (graphs.md: zennit's Norm rule on its Sum layer)
+        const T eps = T(node.rule.epsilon);
+        const ConstMatrixMap<T> Z = a.map(k);
+        for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
+          T* s = R.row(r).data();
+          const T* z = Z.row(r).data();
+          for (Index c = c0; c < c0 + len; ++c) s[c] = safe_ratio(s[c], z[c], eps);
+        });
+        for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+          RowMatrix<T> Ri(n, node.out);
+          const ConstMatrixMap<T> Xi = a.map(node.inputs[i]);
+          for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
+            Ri.row(r).segment(c0, len) = Xi.row(r).segment(c0, len).cwiseProduct(R.row(r).segment(c0, len));
+          });
+          accumulate(rel, node.inputs[i], std::move(Ri), threads);
+        }
+        return;
+      }
+      case NodeKind::Concat: {
+        const Index total = node.out / node.pixels;
+        Index c0 = 0;
+        for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+          const Index C = node.channels[i];
+          RowMatrix<T> Ri(n, node.pixels * C);
+          for (Index r = 0; r < n; ++r) {
+            const T* src = R.row(r).data();
+            T* dst = Ri.row(r).data();
+            for (Index p = 0; p < node.pixels; ++p) std::copy(src + p * total + c0, src + p * total + c0 + C, dst + p * C);
+          }
+          c0 += C;
+          accumulate(rel, node.inputs[i], std::move(Ri), threads);
+        }
+        return;
+      }
+    }
+  }
+
+  void check_inputs(const std::vector<int>& inputs) const {
+    for (int i : inputs)
+      if (i < -1 || i >= static_cast<int>(nodes.size()))
+        throw std::invalid_argument("node " + std::to_string(nodes.size()) + ": input " + std::to_string(i) +
+                                    " is not an earlier node");
+  }
+
+  template <class M>
+  static void check_finite(const M& X, const char* what) {
+    const T* p = X.data();
+    bool ok = true;
+    for (Index i = 0; i < X.size(); ++i) ok &= std::isfinite(p[i]);
+    if (!ok) throw std::invalid_argument(std::string(what) + " contains NaN or Inf; expected finite values");
+  }
+
+  void check_input(const ConstMatrixMap<T>& X) const {
+    if (nodes.empty()) throw std::invalid_argument("the graph has no nodes");
+    if (X.cols() != in_width)
+      throw std::invalid_argument("expected input with " + std::to_string(in_width) + " values per sample, got " +
+                                  std::to_string(X.cols()));
+    check_finite(X, "input");
+  }
+};
+
+}  // namespace fastlrp::kernels
