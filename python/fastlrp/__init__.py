@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from . import composites, rules
 from ._native import core as _core
-from .composites import ByIndex, ByType, Composite, First
+from .composites import ByIndex, ByType, Composite, First, Name
 from .explain import LRP, Explanation
 from .io import from_keras, from_onnx, from_sklearn, from_torch
-from .layers import (ELU, SELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout,
+from .graph import Input, Model
+from .layers import (ELU, Add, Concat, SELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout,
                      Flatten, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, SumPool2d,
                      Tanh)
 from .model import Sequential, fold_batchnorm, load
@@ -26,7 +27,7 @@ __all__ = [
     "Sigmoid", "ELU", "SELU", "Softmax", "LogSoftmax", "Dropout", "Flatten", "Identity",
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
     "set_num_threads", "from_sklearn", "from_torch", "from_keras", "from_onnx", "get_num_threads",
-    "build_info",
+    "build_info", "Input", "Model", "Add", "Concat", "Name",
 ]
 
 

@@ -6,18 +6,20 @@ BatchNorm ``Epsilon``) that entries may override; a Dense layer that no entry re
 error naming its index and type.
 
 Selectors: a layer class or tuple of classes (:class:`ByType`), an int, slice or range of
-layer indices (:class:`ByIndex`), or :class:`First` (the first layer of some types).
+layer indices (:class:`ByIndex`), :class:`First` (the first layer of some types, in
+topological order for a graph), or :class:`Name` (a glob on node names: ``Name("layer4.*")``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from . import layers as L
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Pass, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
-    "Composite", "ByType", "ByIndex", "First", "PRESETS", "get", "epsilon_plus",
+    "Composite", "ByType", "ByIndex", "First", "Name", "PRESETS", "get", "epsilon_plus",
     "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1",
     "epsilon_alpha2_beta1_flat", "w2_epsilon",
 ]
@@ -91,29 +93,69 @@ class First:
         return "first " + "/".join(t.__name__ for t in self.types)
 
 
+@dataclass(frozen=True)
+class Name:
+    """Every node whose name matches a glob pattern (``"layer4.*"``, ``"add_?"``); a graph
+    model's node names, or a Sequential's generated ones (``dense_1``, ``relu_2``, ...)."""
+
+    pattern: str
+
+    def __post_init__(self):
+        if not isinstance(self.pattern, str) or not self.pattern:
+            raise TypeError(f"Name: expected a glob pattern string, got {self.pattern!r}")
+
+    def indices(self, layers, names=None) -> list[int]:
+        if names is None:
+            names = default_names(layers)
+        return [k for k, n in enumerate(names) if fnmatch.fnmatchcase(n, self.pattern)]
+
+    def __repr__(self) -> str:
+        return f"name {self.pattern!r}"
+
+
+def default_names(layers) -> list[str]:
+    """``<layer type>_<k>`` for every layer, counted per type from 1 (as fl.Model names nodes)."""
+    counts, names = {}, []
+    for layer in layers:
+        base = type(layer).__name__.lower()
+        counts[base] = counts.get(base, 0) + 1
+        names.append(f"{base}_{counts[base]}")
+    return names
+
+
 def _selector(s):
-    if isinstance(s, (ByType, ByIndex, First)):
+    if isinstance(s, (ByType, ByIndex, First, Name)):
         return s
     if isinstance(s, (int, slice, range)) and not isinstance(s, bool):
         return ByIndex(s)
     if isinstance(s, type) or isinstance(s, tuple):
         return ByType(s)
     raise TypeError(f"Composite: expected a selector (layer class, tuple of classes, int, slice, range, "
-                    f"ByType, ByIndex or First), got {s!r}")
+                    f"ByType, ByIndex, First or Name), got {s!r}")
 
 
 def default_rule(layer) -> Rule | None:
     """The rule a layer gets when no composite entry reaches it (None: it needs one)."""
-    if isinstance(layer, (L._Elementwise, L.MaxPool2d)):
-        return Pass()  # a MaxPool2d distributes by its mode
-    if isinstance(layer, (L.BatchNorm1d,) + L.LINEAR_POOLS):
+    if isinstance(layer, (L._Elementwise, L.MaxPool2d, L.Concat)):
+        return Pass()  # a MaxPool2d distributes by its mode, a Concat by slices
+    if isinstance(layer, (L.BatchNorm1d, L.Add) + L.LINEAR_POOLS):
         return Epsilon()
     return None
 
 
-def check_applicable(layer, rule, index: int) -> None:
+def check_applicable(layer, rule, index, name=None) -> None:
     """Refuse rule/layer pairs that have no meaning (Pass on a Dense, ZPlus on a ReLU)."""
-    if isinstance(layer, L._Elementwise):
+    if name is not None:
+        index = f"{index} {name!r}"
+    if isinstance(layer, L.Add):
+        if not isinstance(rule, Epsilon):
+            raise ValueError(f"node {index} ({layer!r}) divides relevance by input contribution and takes Epsilon, "
+                             f"got {rule!r}")
+    elif isinstance(layer, L.Concat):
+        if not isinstance(rule, Pass):
+            raise ValueError(f"node {index} ({layer!r}) cuts relevance back into its inputs and takes only Pass, "
+                             f"got {rule!r}")
+    elif isinstance(layer, L._Elementwise):
         if not isinstance(rule, Pass):
             raise ValueError(f"layer {index} ({layer!r}) is element-wise and takes only Pass, got {rule!r}")
     elif isinstance(layer, L.MaxPool2d):
@@ -149,16 +191,19 @@ class Composite:
         """A new composite with one more (overriding) entry."""
         return Composite(self.entries + ((selector, rule),), name=self.name)
 
-    def resolve(self, layers) -> list[Rule]:
-        """The rule of every layer; raises for a layer left without one."""
+    def resolve(self, layers, names=None) -> list[Rule]:
+        """The rule of every layer (or graph node, with its ``names``); raises for a layer
+        left without one."""
+        layers = list(layers)
         rules = [default_rule(layer) for layer in layers]
         for sel, rule in self.entries:
-            for k in sel.indices(layers):
+            for k in (sel.indices(layers, names) if isinstance(sel, Name) else sel.indices(layers)):
                 rules[k] = rule
         for k, (layer, rule) in enumerate(zip(layers, rules)):
+            where = f"layer {k}" if names is None else f"node {k} {names[k]!r}"
             if rule is None:
-                raise ValueError(f"layer {k} ({type(layer).__name__}) has no rule in composite {self.name!r}")
-            check_applicable(layer, rule, k)
+                raise ValueError(f"{where} ({type(layer).__name__}) has no rule in composite {self.name!r}")
+            check_applicable(layer, rule, k, None if names is None else names[k])
         return rules
 
     def __repr__(self) -> str:

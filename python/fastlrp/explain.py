@@ -10,6 +10,7 @@ import numpy as np
 from . import composites as C
 from . import layers as L
 from ._checks import check_memory
+from .graph import Model
 from .model import Sequential, build_network, from_internal, to_internal
 from .rules import ZBox
 
@@ -26,11 +27,14 @@ class Explanation:
         Relevance of every input feature.
     output : array (N, out)
         The logits: the model's output before a skipped output nonlinearity.
-    layers : list of arrays or None
-        With ``layerwise=True``: the relevance at the input of every layer, then the start
-        relevance (``len(model.layers) + 1`` arrays).
+    layers : list or dict of arrays, or None
+        With ``layerwise=True``: for a Sequential, the relevance at the input of every layer,
+        then the start relevance (``len(model.layers) + 1`` arrays); for a graph
+        :class:`fastlrp.Model`, a dict from node name to the relevance at that node's output,
+        and ``"input"`` (the model input's name) to the input relevance.
     conservation : array (N, len(model.layers) + 1)
-        Per sample, the relevance sum at every layer boundary, input first, start last.
+        Per sample, the relevance sum at every layer boundary, input first, start last (for a
+        graph: the input, then every node's output in topological order).
     targets : array (N,) of int64 or None
         The class explained per sample (None when a start relevance array was given).
     """
@@ -57,14 +61,16 @@ class LRP:
     def __init__(self, model, composite="epsilon_plus_flat"):
         if isinstance(model, (list, tuple)):
             model = Sequential(model)
-        if not isinstance(model, Sequential):
-            raise TypeError(f"LRP: expected a fastlrp.Sequential model, got {type(model).__name__}")
+        if not isinstance(model, (Sequential, Model)):
+            raise TypeError(f"LRP: expected a fastlrp.Sequential or fastlrp.Model, got {type(model).__name__}")
         self.model = model
+        self._graph = isinstance(model, Model)
         self.composite = C.get(composite)
-        self.rules = self.composite.resolve(model.layers)
+        self.rules = self.composite.resolve(model.layers, model.names if self._graph else None)
         for k, layer in enumerate(model.layers[:-1]):
             if isinstance(layer, (L.Softmax, L.LogSoftmax)):
-                raise ValueError(f"layer {k} ({layer!r}): Softmax/LogSoftmax is supported only as the last layer")
+                where = f"node {k} {model.names[k]!r}" if self._graph else f"layer {k}"
+                raise ValueError(f"{where} ({layer!r}): Softmax/LogSoftmax is supported only as the last layer")
         for k, (layer, rule) in enumerate(zip(model.layers, self.rules)):
             if isinstance(rule, ZBox) and isinstance(layer, L.Dense):
                 try:
@@ -75,6 +81,8 @@ class LRP:
         self._skip = isinstance(model.layers[-1], L.OUTPUT_NONLINEARITIES)
 
     def _network(self, dtype, shapes):
+        if self._graph:
+            return self._graph_net(dtype, shapes)
         key = (dtype, shapes[0])
         net = self._nets.get(key)
         if net is None:
@@ -87,7 +95,23 @@ class LRP:
             net = self._nets[key] = build_network(self.model.layers, dtype, shapes, self.rules)
         return net
 
+    def _graph_net(self, dtype, sample_shape):
+        key = (dtype, tuple(sample_shape))
+        net = self._nets.get(key)
+        if net is None:
+            for k, (shapes, rule) in enumerate(zip(self.model.input_shapes(sample_shape), self.rules)):
+                if isinstance(rule, ZBox):
+                    try:
+                        rule.bounds_for(shapes[0])
+                    except ValueError as exc:
+                        raise ValueError(f"node {k} {self.model.names[k]!r}: {exc}") from None
+            net = self._nets[key] = self.model._graph(dtype, sample_shape, self.rules)
+        return net
+
     def __repr__(self) -> str:
+        if self._graph:
+            note = "  (the last node, an output nonlinearity, is skipped)" if self._skip else ""
+            return f"LRP(composite={self.composite.name!r}){note}\n{self.model.table(self.rules)}"
         rows = [f"LRP(composite={self.composite.name!r})"]
         w = max(len(repr(layer)) for layer in self.model.layers)
         for k, (layer, rule) in enumerate(zip(self.model.layers, self.rules)):
@@ -121,6 +145,8 @@ class LRP:
         if batch_size is not None or out is not None or progress:
             return self._chunked(x, target, layerwise, batch_size, out, progress)
         x = self.model._as_input(x)
+        if self._graph:
+            return self._explain_graph(x, target, layerwise)
         shapes = self.model.shapes(x.shape[1:])
         check_memory(self.model.layers, shapes, x.shape[0], x.dtype.itemsize, layerwise)
         net = self._network(x.dtype.type, shapes)
@@ -130,6 +156,26 @@ class LRP:
         if layers is not None:
             layers = [from_internal(a, s) for a, s in zip(layers, shapes[:-1] + [logits_shape])]
         rel = from_internal(rel, shapes[0])
+        if used is not None and len(logits_shape) == 3:
+            used = _index_order(used, logits_shape, to_nchw=True)
+        return Explanation(relevance=rel, output=from_internal(out, logits_shape), layers=layers,
+                           conservation=cons, targets=used)
+
+    def _explain_graph(self, x, target, layerwise):
+        model = self.model
+        sample = x.shape[1:]
+        shapes = model.shapes(sample)
+        check_memory(model.layers, [sample] + shapes, x.shape[0], x.dtype.itemsize, layerwise)
+        net = self._graph_net(x.dtype.type, sample)
+        logits_shape = model.input_shapes(sample)[-1][0] if self._skip else shapes[-1]
+        targets, start = self._target(target, x.shape[0], logits_shape, x.dtype)
+        rel, out, cons, layers, used = net.explain(to_internal(x), targets, start, bool(layerwise))
+        rel = from_internal(rel, sample)
+        if layers is not None:
+            named = {model.input_name: rel}
+            for n, a, s in zip(model.nodes, layers[1:], shapes):
+                named[n.name] = from_internal(a, s)
+            layers = named
         if used is not None and len(logits_shape) == 3:
             used = _index_order(used, logits_shape, to_nchw=True)
         return Explanation(relevance=rel, output=from_internal(out, logits_shape), layers=layers,
@@ -183,7 +229,7 @@ class LRP:
                 print(f"\rfastlrp: explained {j:,}/{n:,} samples ({100 * j / max(n, 1):.0f} %, "
                       f"{j / max(now - t0, 1e-9):,.0f}/s)", end="" if j < n else "\n", file=sys.stderr, flush=True)
         return Explanation(relevance=out, output=outputs, conservation=cons, targets=targets,
-                           layers=[np.concatenate(parts) for parts in zip(*layers)] if layerwise else None)
+                           layers=_join_layers(layers) if layerwise else None)
 
     def _target(self, target, n, logits_shape, dtype):
         if target is None:
@@ -213,6 +259,13 @@ class LRP:
             return None, to_internal(np.asarray(arr, dtype=dtype))
         raise ValueError(f"target: expected None, an int, {n} ints or an array of shape {full}, "
                          f"got shape {arr.shape} and dtype {arr.dtype}")
+
+
+def _join_layers(chunks):
+    """Per-chunk layerwise relevances (lists, or dicts for graphs) joined along the batch."""
+    if chunks and isinstance(chunks[0], dict):
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
 def _index_order(idx, shape, to_nchw: bool):

@@ -13,7 +13,7 @@ from ._checks import as_param_array, check_real_scalar
 __all__ = [
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "SELU", "Softmax",
     "LogSoftmax", "Dropout", "Flatten", "Identity", "BatchNorm1d", "BatchNorm2d", "Conv2d",
-    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d", "Add", "Concat",
 ]
 
 
@@ -36,6 +36,16 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def __call__(self, *inputs, name: str | None = None):
+        """Apply the layer to graph nodes (``fl.Input`` or other layers' outputs): the functional
+        way of building a :class:`fastlrp.Model`. Returns the new node."""
+        from .graph import apply_layer
+
+        return apply_layer(self, inputs, name)
+
+    #: how many inputs the layer takes (None: two or more)
+    n_inputs = 1
 
 
 class Dense(Layer):
@@ -369,6 +379,46 @@ class AdaptiveAvgPool2d(Layer):
 
 
 #: layer types that the presets treat as "Dense" and as "Conv2d"
+class Add(Layer):
+    """Element-wise sum of two or more equally shaped inputs (a residual connection):
+    ``fl.Add()(a, b)``. LRP: each input gets ``x_k * R / stab(z)`` (Epsilon, 1e-6 by default)."""
+
+    n_inputs = None
+
+    def output_shape(self, *shapes) -> tuple:
+        if len(shapes) < 2:
+            raise ValueError(f"Add takes two or more inputs, got {len(shapes)}")
+        for s in shapes[1:]:
+            if tuple(s) != tuple(shapes[0]):
+                raise ValueError(f"Add inputs must have the same shape, got {tuple(shapes[0])} and {tuple(s)}")
+        return tuple(shapes[0])
+
+
+class Concat(Layer):
+    """Concatenation of inputs along the channel axis (``axis=1`` of NCHW, or of (N, features)):
+    ``fl.Concat(axis=1)(a, b, ...)``. LRP: the relevance is cut back into the inputs' slices."""
+
+    n_inputs = None
+
+    def __init__(self, axis: int = 1):
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or int(axis) not in (1, -3):
+            raise ValueError(f"Concat axis: expected 1 (channels of NCHW, or features), got {axis!r}")
+        self.axis = 1
+
+    def output_shape(self, *shapes) -> tuple:
+        if not shapes:
+            raise ValueError("Concat takes one or more inputs, got none")
+        first = tuple(shapes[0])
+        for s in shapes[1:]:
+            if len(s) != len(first) or tuple(s[1:]) != first[1:]:
+                raise ValueError(f"Concat inputs must agree in every axis but the channels, got {first} and {tuple(s)}")
+        return (sum(int(s[0]) for s in shapes),) + first[1:]
+
+    def __repr__(self) -> str:
+        return f"Concat(axis={self.axis})"
+
+
+JOIN_LAYERS: tuple = (Add, Concat)
 DENSE_LAYERS: tuple = (Dense,)
 CONV_LAYERS: tuple = (Conv2d,)
 #: fixed-weight linear pools (rule Epsilon by default, any rule allowed)

@@ -217,35 +217,30 @@ class Sequential:
     # ---- native format ---------------------------------------------------------------
     def save(self, path) -> None:
         """Write the model to a numpy ``.npz`` file (no pickles), readable by :func:`load`."""
-        config, arrays = [], {}
-        for k, layer in enumerate(self.layers):
-            entry = {"type": type(layer).__name__}
-            for name in _PARAMS.get(type(layer), ()):
-                arrays[f"{k}.{name}"] = getattr(layer, name)
-            for name in _SCALARS.get(type(layer), ()):
-                value = getattr(layer, name)
-                entry[name] = list(value) if isinstance(value, tuple) else value
-            config.append(entry)
+        arrays = {}
+        config = [layer_entry(layer, f"{k}.", arrays) for k, layer in enumerate(self.layers)]
         header = {"format": _FORMAT, "layers": config}
         with open(os.fspath(path), "wb") as f:
             np.savez(f, __config__=np.array(json.dumps(header)), **arrays)
 
 
 _FORMAT = "fastlrp-model-1"
+_GRAPH_FORMAT = "fastlrp-graph-1"
 _PARAMS = {L.Dense: ("weight", "bias"), L.Conv2d: ("weight", "bias"), L.BatchNorm1d: ("mean", "var", "weight", "bias"),
            L.BatchNorm2d: ("mean", "var", "weight", "bias")}
 _SCALARS = {L.LeakyReLU: ("negative_slope",), L.ELU: ("alpha",), L.Dropout: ("p",), L.BatchNorm1d: ("eps",),
             L.BatchNorm2d: ("eps",), L.Conv2d: ("stride", "padding", "dilation"),
             L.MaxPool2d: ("kernel_size", "stride", "padding", "mode"),
             L.AvgPool2d: ("kernel_size", "stride", "padding", "count_include_pad"),
-            L.SumPool2d: ("kernel_size", "stride", "padding"), L.AdaptiveAvgPool2d: ("output_size",)}
+            L.SumPool2d: ("kernel_size", "stride", "padding"), L.AdaptiveAvgPool2d: ("output_size",),
+            L.Concat: ("axis",)}
 _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.ELU, L.SELU,
                                         L.Softmax, L.LogSoftmax, L.Dropout, L.Flatten, L.Identity, L.BatchNorm1d,
                                         L.BatchNorm2d, L.Conv2d, L.MaxPool2d, L.AvgPool2d, L.SumPool2d,
-                                        L.AdaptiveAvgPool2d)}
+                                        L.AdaptiveAvgPool2d, L.Add, L.Concat)}
 
 
-def load(path) -> Sequential:
+def load(path):
     """Read a model written by :meth:`Sequential.save`; never unpickles anything. A damaged or
     foreign file is a ValueError naming the problem."""
     try:
@@ -301,7 +296,7 @@ class _SafeNpz:
         self.zip.close()
 
 
-def _load(path) -> Sequential:
+def _load(path):
     npz = _SafeNpz(path)
     with npz:
         if "__config__" not in npz.files:
@@ -310,34 +305,52 @@ def _load(path) -> Sequential:
             header = json.loads(str(npz["__config__"]))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: entry '__config__' is not valid JSON ({exc})") from exc
-        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        if not isinstance(header, dict) or header.get("format") not in (_FORMAT, _GRAPH_FORMAT):
             raise ValueError(f"{path}: expected format {_FORMAT!r}, got {header.get('format') if isinstance(header, dict) else header!r}")
         config = header.get("layers")
         if not isinstance(config, list):
             raise ValueError(f"{path}: entry 'layers' must be a list")
-        built = []
-        for k, entry in enumerate(config):
-            if not isinstance(entry, dict) or entry.get("type") not in _TYPES:
-                raise ValueError(f"{path}: layer {k}: unknown layer type {entry.get('type') if isinstance(entry, dict) else entry!r}; "
-                                 f"supported: {sorted(_TYPES)}")
-            cls = _TYPES[entry["type"]]
-            kwargs = {}
-            for name in _PARAMS.get(cls, ()):
-                key = f"{k}.{name}"
-                if key not in npz.files:
-                    raise ValueError(f"{path}: layer {k} ({cls.__name__}): missing array '{key}'")
-                kwargs[name] = npz[key]
-            for name in _SCALARS.get(cls, ()):
-                if name in entry:
-                    kwargs[name] = entry[name]
-            unknown = set(entry) - {"type"} - set(_SCALARS.get(cls, ()))
-            if unknown:
-                raise ValueError(f"{path}: layer {k} ({cls.__name__}): unknown keys {sorted(unknown)}")
-            try:
-                built.append(cls(**kwargs))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: layer {k} ({cls.__name__}): {exc}") from exc
+        if header.get("format") == _GRAPH_FORMAT:
+            from .graph import model_from_config
+
+            return model_from_config(path, header, npz)
+        built = [layer_from_entry(path, k, entry, npz, f"{k}.") for k, entry in enumerate(config)]
     return Sequential(built)
+
+
+def layer_from_entry(path, k, entry, npz, prefix):
+    """The layer that a saved model's config entry (and its arrays ``prefix + name``) describes."""
+    if not isinstance(entry, dict) or entry.get("type") not in _TYPES:
+        raise ValueError(f"{path}: layer {k}: unknown layer type {entry.get('type') if isinstance(entry, dict) else entry!r}; "
+                         f"supported: {sorted(_TYPES)}")
+    cls = _TYPES[entry["type"]]
+    kwargs = {}
+    for name in _PARAMS.get(cls, ()):
+        key = f"{prefix}{name}"
+        if key not in npz.files:
+            raise ValueError(f"{path}: layer {k} ({cls.__name__}): missing array '{key}'")
+        kwargs[name] = npz[key]
+    for name in _SCALARS.get(cls, ()):
+        if name in entry:
+            kwargs[name] = entry[name]
+    unknown = set(entry) - {"type", "name", "inputs"} - set(_SCALARS.get(cls, ()))
+    if unknown:
+        raise ValueError(f"{path}: layer {k} ({cls.__name__}): unknown keys {sorted(unknown)}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: layer {k} ({cls.__name__}): {exc}") from exc
+
+
+def layer_entry(layer, prefix, arrays) -> dict:
+    """A layer's config entry for a saved model; its arrays go into ``arrays`` as ``prefix + name``."""
+    entry = {"type": type(layer).__name__}
+    for name in _PARAMS.get(type(layer), ()):
+        arrays[f"{prefix}{name}"] = getattr(layer, name)
+    for name in _SCALARS.get(type(layer), ()):
+        value = getattr(layer, name)
+        entry[name] = list(value) if isinstance(value, tuple) else value
+    return entry
 
 
 def to_internal(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from . import layers as L
 from . import rules as R
 
 __all__ = ["stab", "divide", "dense_relevance", "forward_layer", "forward", "lrp", "conv2d", "pool2d",
-           "linear_map", "maxpool_relevance"]
+           "linear_map", "maxpool_relevance", "layer_relevance", "graph_lrp"]
 
 EPS_S = 1e-6
 
@@ -221,37 +221,91 @@ def lrp(layers, rules, x, target=None):
         acts.append(forward_layer(layer, acts[-1]))
     logits = acts[-1]
     n = logits.shape[0]
-    if target is None or np.ndim(target) < 2:
-        flat = logits.reshape(n, -1)  # class indices count in NCHW order
-        t = flat.argmax(axis=1) if target is None else np.broadcast_to(np.asarray(target), (n,))
-        start = np.zeros_like(flat)
-        start[np.arange(n), t] = flat[np.arange(n), t]
-        start = start.reshape(logits.shape)
-    else:
-        start = np.asarray(target, dtype=np.float64)
+    start = _start(logits, target)
     per_layer = [start]
     if skip:
         per_layer.insert(0, start)
     r = start
     for k in range(len(run) - 1, -1, -1):
-        layer, rule, a = run[k], rules[k], acts[k]
-        if isinstance(layer, L.MaxPool2d):  # its mode decides, not a rule
-            r = maxpool_relevance(layer, a, r)
-        elif isinstance(rule, R.Pass):
-            r = r.reshape(a.shape)  # element-wise layers, and Flatten back to its input's shape
-        elif isinstance(layer, L.Dense):
-            r = dense_relevance(a, layer.weight, layer.bias, r, rule)
-        elif isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d)):
-            r = _spatial_relevance(layer, a, r, rule)
-        elif isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d: an element-wise affine map
-            z = acts[k + 1]
-            shape = (1, -1, 1, 1) if a.ndim == 4 else (1, -1)
-            scale = (layer.weight / np.sqrt(layer.var + layer.eps)).reshape(shape)
-            r = a * scale * divide(r, z, rule.epsilon)
-        else:
-            raise ValueError(f"the reference cannot apply {rule!r} to {layer!r}")
+        r = layer_relevance(run[k], rules[k], acts[k], acts[k + 1], r)
         per_layer.insert(0, r)
     return r, logits, per_layer
+
+
+def layer_relevance(layer, rule, a, z, r):
+    """Relevance at the input ``a`` of one single-input layer with output ``z`` under ``rule``."""
+    if isinstance(layer, L.MaxPool2d):  # its mode decides, not a rule
+        return maxpool_relevance(layer, a, r)
+    if isinstance(rule, R.Pass):
+        return r.reshape(a.shape)  # element-wise layers, and Flatten back to its input's shape
+    if isinstance(layer, L.Dense):
+        return dense_relevance(a, layer.weight, layer.bias, r, rule)
+    if isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d)):
+        return _spatial_relevance(layer, a, r, rule)
+    if isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d: an element-wise affine map
+        shape = (1, -1, 1, 1) if a.ndim == 4 else (1, -1)
+        scale = (layer.weight / np.sqrt(layer.var + layer.eps)).reshape(shape)
+        return a * scale * divide(r, z, rule.epsilon)
+    raise ValueError(f"the reference cannot apply {rule!r} to {layer!r}")
+
+
+def _start(logits, target):
+    n = logits.shape[0]
+    if target is None or np.ndim(target) < 2:
+        flat = logits.reshape(n, -1)  # class indices count in NCHW order
+        t = flat.argmax(axis=1) if target is None else np.broadcast_to(np.asarray(target), (n,))
+        start = np.zeros_like(flat)
+        start[np.arange(n), t] = flat[np.arange(n), t]
+        return start.reshape(logits.shape)
+    return np.asarray(target, dtype=np.float64)
+
+
+def graph_lrp(model, rules, x, target=None):
+    """Forward pass and LRP through a graph :class:`fastlrp.Model`, node by node, in float64.
+
+    Fan-out sums: a node's output relevance is the sum of what its consumers send back. Add:
+    ``R_k = x_k R / stab(z)`` with the node's Epsilon; Concat: the relevance cut into slices.
+    Returns ``(relevance, logits, per_node)``: ``per_node`` maps every node's name to the
+    relevance at its output, and the input's name to the input relevance.
+    """
+    nodes = model.nodes
+    acts = {model.input_name: np.asarray(x, dtype=np.float64)}
+    skip = isinstance(nodes[-1].layer, L.OUTPUT_NONLINEARITIES)
+    run = nodes[:-1] if skip else nodes
+    for n in run:
+        ins = [acts[i] for i in n.inputs]
+        if isinstance(n.layer, L.Add):
+            acts[n.name] = sum(ins[1:], ins[0].copy())
+        elif isinstance(n.layer, L.Concat):
+            acts[n.name] = np.concatenate(ins, axis=1)
+        else:
+            acts[n.name] = forward_layer(n.layer, ins[0])
+    logits_name = nodes[-1].inputs[0] if skip else nodes[-1].name
+    logits = acts[logits_name]
+    rel = {logits_name: _start(logits, target)}
+    if skip:
+        rel[nodes[-1].name] = rel[logits_name].copy()
+
+    def send(name, r):
+        rel[name] = rel[name] + r if name in rel else r
+
+    for n in reversed(run):
+        r = rel.setdefault(n.name, np.zeros_like(acts[n.name]))
+        rule = rules[n.index]
+        if isinstance(n.layer, L.Add):
+            s = divide(r, acts[n.name], rule.epsilon)
+            for i in n.inputs:
+                send(i, acts[i] * s)
+        elif isinstance(n.layer, L.Concat):
+            c0 = 0
+            for i in n.inputs:
+                c = acts[i].shape[1]
+                send(i, r[:, c0:c0 + c])
+                c0 += c
+        else:
+            send(n.inputs[0], layer_relevance(n.layer, rule, acts[n.inputs[0]], acts[n.name], r))
+    rel.setdefault(model.input_name, np.zeros_like(acts[model.input_name]))
+    return rel[model.input_name], logits, rel
 
 
 def _spatial_relevance(layer, a, r, rule):

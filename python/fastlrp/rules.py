@@ -29,6 +29,14 @@ class Rule:
     def _params(self):
         return (1e-6, 0.0, 0.0, 0.0)
 
+    def _native(self):
+        """The rule as the core's typed ``RuleParams`` (family and parameters)."""
+        from ._native import core
+
+        epsilon, alpha, beta, gamma = self._params()
+        return core.RuleParams(core.RuleKind(self._kind), epsilon=epsilon, alpha=alpha, beta=beta, gamma=gamma,
+                               stabilizer=self._stabilizer)
+
 
 @dataclass(frozen=True)
 class Epsilon(Rule):

@@ -34,6 +34,42 @@ def timeit(fn, min_time=0.05, repeats=7, max_calls=None):
     return float(np.median(times)), float(min(times)), float(max(times))
 
 
+def import_torchvision():
+    """torchvision's model code beside the CPU torch wheel (peers.md): PyPI's torchvision
+    registers fake kernels for compiled operators that this torch does not have ("operator
+    torchvision::nms does not exist"); the model definitions need none of them, so such a
+    registration is skipped instead of failing the import. Raises ImportError without it."""
+    if "torchvision" in sys.modules and hasattr(sys.modules["torchvision"], "__version__"):
+        return sys.modules["torchvision"]
+    import torch
+
+    original = torch.library.register_fake
+
+    def tolerant(*args, **kwargs):
+        try:
+            registrar = original(*args, **kwargs)
+        except RuntimeError:
+            return lambda fn: fn
+        if not callable(registrar):
+            return registrar
+
+        def apply(fn):
+            try:
+                return registrar(fn)
+            except RuntimeError:
+                return fn
+        return apply
+
+    torch.library.register_fake = tolerant
+    try:
+        import torchvision
+    except RuntimeError as exc:
+        raise ImportError(f"torchvision does not import beside this torch: {exc}") from None
+    finally:
+        torch.library.register_fake = original
+    return torchvision
+
+
 def import_zennit():
     """(torch, zennit) or (None, reason). zennit 0.5.1 imports torchvision's ResNet only for a
     canonizer; without torchvision we give it placeholder modules (peers.md)."""
@@ -42,7 +78,7 @@ def import_zennit():
     except ImportError as exc:
         return None, f"torch not importable ({exc})"
     try:
-        import torchvision  # noqa: F401
+        import_torchvision()
     except ImportError:
         tv = types.ModuleType("torchvision")
         tv_models = types.ModuleType("torchvision.models")
