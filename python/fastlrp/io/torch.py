@@ -83,13 +83,24 @@ def _convert(k, name, m):
     _unsupported(where, m)
 
 
-def from_torch(module) -> Sequential:
-    """A ``torch.nn.Sequential`` (nested ones flattened) as a fastlrp model, in eval-mode
-    semantics: BatchNorm uses its running statistics and is folded, Dropout is the identity.
-    The weights are copied (as float32, or float64 for a double model).
+def from_torch(module):
+    """A torch model as a fastlrp model, in eval-mode semantics: BatchNorm uses its running
+    statistics and is folded where it follows a conv, Dropout is the identity. The weights are
+    copied (as float32, or float64 for a double model).
+
+    An ``nn.Sequential`` (nested ones flattened) gives a :class:`fastlrp.Sequential`; any other
+    ``nn.Module`` is traced with ``torch.fx`` and gives a graph :class:`fastlrp.Model` whose
+    node names are the module paths (``layer1.0.conv1``) and fx's names for functional ops
+    (``add_3``): residual additions, ``torch.cat``, ``torch.flatten``, ``view``/``reshape`` as
+    a flatten, ``mean((2, 3))`` as global average pooling, and the functional forms of the
+    supported layers.
     """
-    if type(module).__name__ != "Sequential" or not hasattr(module, "named_children"):
-        raise TypeError(f"from_torch: expected a torch.nn.Sequential, got {type(module).__name__}")
+    if not hasattr(module, "named_children") or not hasattr(module, "forward"):
+        raise TypeError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
+    if type(module).__name__ != "Sequential":
+        from .torch_fx import from_fx
+
+        return from_fx(module)
     layers = []
     for k, (name, m) in enumerate(_leaves(module)):
         try:

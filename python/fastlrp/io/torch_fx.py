@@ -1,0 +1,168 @@
+"""Any traceable torch ``nn.Module`` as a graph :class:`fastlrp.Model`, through ``torch.fx``.
+
+Every call in the traced graph maps to one fastlrp layer or join; anything else is a
+TypeError naming the op, the node and the supported list. Modules are converted by
+:func:`fastlrp.io.torch._convert`, so a module means the same in a Sequential and in a graph.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from .. import layers as L
+from ..graph import Input, Model
+from .torch import _convert
+
+SUPPORTED_OPS = ("modules: see fastlrp.io.torch.SUPPORTED", "+ / torch.add / operator.iadd of two tensors (Add)",
+                 "torch.cat(dim=1) (Concat)", "torch.flatten(x, 1)", "x.view/reshape(N, -1)", "x.flatten(1)",
+                 "x.mean((2, 3)) / torch.mean", "relu / sigmoid / tanh (torch, functional or method)",
+                 "F.adaptive_avg_pool2d", "F.avg_pool2d", "F.max_pool2d", "F.softmax / log_softmax(dim=1)",
+                 "F.dropout (identity)", "x.size / x.contiguous")
+
+
+class _Size:
+    """A non-tensor value of the traced graph (``x.size(0)``), allowed only as a shape argument."""
+
+
+def _fail(node, what, why=""):
+    raise TypeError(f"from_torch: node {node.name!r} ({what}) is not supported{': ' + why if why else ''}; "
+                    f"supported: {'; '.join(SUPPORTED_OPS)}")
+
+
+def _arg(node, k, name, default=None):
+    if len(node.args) > k:
+        return node.args[k]
+    return node.kwargs.get(name, default)
+
+
+def from_fx(module) -> Model:
+    import torch
+    import torch.fx
+    import torch.nn.functional as F
+
+    try:
+        gm = torch.fx.symbolic_trace(module)
+    except Exception as exc:  # noqa: BLE001 - whatever fx raises on Python control flow
+        raise ValueError(f"from_torch: torch.fx cannot trace {type(module).__name__} "
+                         f"({type(exc).__name__}: {str(exc)[:300]}); wrap the traceable part in a module") from None
+    modules = dict(gm.named_modules())
+    env, used_names, inp, out = {}, set(), None, None
+
+    def tensor(node, value):
+        if not hasattr(value, "layer"):
+            _fail(node, "a non-tensor value used as a tensor")
+        return value
+
+    def unique(name):
+        name = name if name not in used_names else None
+        if name is not None:
+            used_names.add(name)
+        return name
+
+    def apply(node, layer, *inputs, name=None):
+        ins = [tensor(node, env[i]) if isinstance(i, torch.fx.Node) else _fail(node, f"a constant input {i!r}")
+               for i in inputs]
+        env[node] = layer(*ins, name=unique(name or node.name))
+
+    relus = {torch.relu, F.relu, torch.nn.functional.relu}
+    for node in gm.graph.nodes:
+        op, target = node.op, node.target
+        if op == "placeholder":
+            if inp is not None:
+                _fail(node, "a second input", "fastlrp models take one input")
+            inp = env[node] = Input(None, name="input")
+            used_names.add("input")
+        elif op == "output":
+            res = node.args[0]
+            if not isinstance(res, torch.fx.Node):
+                _fail(node, f"output {type(res).__name__}", "one tensor output only")
+            out = tensor(node, env[res])
+        elif op == "call_module":
+            m = modules[target]
+            try:
+                layer = _convert(node.name, target, m)
+            except ValueError as exc:
+                raise ValueError(f"from_torch: module {target!r} ({type(m).__name__}): {exc}") from None
+            if type(m).__name__ in ("Softmax", "LogSoftmax") and m.dim is None:
+                _fail(node, "Softmax(dim=None)")
+            apply(node, layer, node.args[0], name=target)
+        elif op == "call_function":
+            if target in (operator.add, operator.iadd, torch.add):
+                if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
+                    _fail(node, f"{target}", "only the sum of two tensors")
+                apply(node, L.Add(), *node.args)
+            elif target is torch.cat:
+                dim = _arg(node, 1, "dim", 0)
+                if dim not in (1, -3):
+                    _fail(node, f"torch.cat(dim={dim})", "only the channel dimension 1")
+                apply(node, L.Concat(1), *node.args[0])
+            elif target is torch.flatten:
+                if _arg(node, 1, "start_dim", 0) != 1 or _arg(node, 2, "end_dim", -1) != -1:
+                    _fail(node, "torch.flatten", "only flatten(x, 1)")
+                apply(node, L.Flatten(), node.args[0])
+            elif target in relus:
+                apply(node, L.ReLU(), node.args[0])
+            elif target in (torch.sigmoid, F.sigmoid):
+                apply(node, L.Sigmoid(), node.args[0])
+            elif target in (torch.tanh, F.tanh):
+                apply(node, L.Tanh(), node.args[0])
+            elif target is F.adaptive_avg_pool2d:
+                apply(node, L.AdaptiveAvgPool2d(_arg(node, 1, "output_size")), node.args[0])
+            elif target is F.avg_pool2d:
+                if _arg(node, 4, "ceil_mode", False) or _arg(node, 6, "divisor_override") is not None:
+                    _fail(node, "F.avg_pool2d", "ceil_mode or divisor_override")
+                apply(node, L.AvgPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                                        count_include_pad=_arg(node, 5, "count_include_pad", True)), node.args[0])
+            elif target is F.max_pool2d:
+                if _arg(node, 5, "ceil_mode", False) or _arg(node, 4, "dilation", 1) not in (1, (1, 1)):
+                    _fail(node, "F.max_pool2d", "ceil_mode or dilation")
+                apply(node, L.MaxPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0)),
+                      node.args[0])
+            elif target in (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax):
+                if _arg(node, 1, "dim") not in (1, -1):
+                    _fail(node, str(target), "only dim=1")
+                apply(node, L.Softmax() if target in (F.softmax, torch.softmax) else L.LogSoftmax(), node.args[0])
+            elif target is F.dropout:
+                apply(node, L.Dropout(), node.args[0])
+            elif target is torch.mean:
+                _mean(node, apply, _arg(node, 1, "dim"), _arg(node, 2, "keepdim", False))
+            else:
+                _fail(node, f"function {getattr(target, '__name__', target)}")
+        elif op == "call_method":
+            if target == "size":
+                env[node] = _Size()
+            elif target == "contiguous":
+                env[node] = env[node.args[0]]
+            elif target in ("view", "reshape"):
+                shape = node.args[1:] if len(node.args) > 2 or not isinstance(node.args[1], (tuple, list)) else node.args[1]
+                if len(shape) != 2 or shape[1] != -1:
+                    _fail(node, f"x.{target}{tuple(shape)}", "only (N, -1), a flatten")
+                apply(node, L.Flatten(), node.args[0])
+            elif target == "flatten":
+                if _arg(node, 1, "start_dim", 0) != 1 or _arg(node, 2, "end_dim", -1) != -1:
+                    _fail(node, "x.flatten", "only x.flatten(1)")
+                apply(node, L.Flatten(), node.args[0])
+            elif target in ("relu", "sigmoid", "tanh"):
+                apply(node, {"relu": L.ReLU, "sigmoid": L.Sigmoid, "tanh": L.Tanh}[target](), node.args[0])
+            elif target == "mean":
+                _mean(node, apply, _arg(node, 1, "dim"), _arg(node, 2, "keepdim", False))
+            else:
+                _fail(node, f"method .{target}()")
+        else:
+            _fail(node, f"{op} {target}")
+    if inp is None or out is None:
+        raise ValueError("from_torch: the traced graph has no input or no output")
+    return Model(inp, out)
+
+
+def _mean(node, apply, dim, keepdim):
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if sorted(d % 4 if isinstance(d, int) else d for d in dims) != [2, 3]:
+        _fail(node, f"mean(dim={dim})", "only the spatial mean over (2, 3), global average pooling")
+    name = node.name
+    if keepdim:
+        apply(node, L.AdaptiveAvgPool2d(1), node.args[0], name=name)
+        return
+    apply(node, L.AdaptiveAvgPool2d(1), node.args[0], name=name + ".pool")
+    pooled = node  # flatten the (C, 1, 1) result in place
+    apply(pooled, L.Flatten(), pooled, name=name)
