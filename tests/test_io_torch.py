@@ -111,7 +111,10 @@ def test_torch_unsupported_layer_names_itself_and_the_list():
         fl.from_torch(module)
     with pytest.raises(TypeError, match="groups=2"):
         fl.from_torch(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)))
-    with pytest.raises(TypeError, match="expected a torch.nn.Sequential"):
+    # a bare module is traced with torch.fx: a Linear's own forward is F.linear on its parameters
+    with pytest.raises(TypeError, match=r"node 'weight' \(get_attr weight\) is not supported; supported:"):
         fl.from_torch(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="expected a torch.nn.Module"):
+        fl.from_torch([nn.Linear(2, 2)])
 
 
