@@ -163,18 +163,14 @@ class Model:
             for i in n.inputs:
                 if i != self.input_name and self._index.get(i, n.index) >= n.index:
                     raise ValueError(f"Model: node {n.name!r} takes {i!r}, which is not an earlier node")
-        self._takes_images = self.input_shape is not None and len(self.input_shape) == 3 or (
-            self.input_shape is None and self._first_kind() == "image")
+        from .model import first_kind
+
+        if self.input_shape is not None:
+            self._takes_images = len(self.input_shape) == 3
+        else:
+            self._takes_images = first_kind(self.layers) == "image"
         if self.input_shape is not None:
             self.shapes(self.input_shape)
-
-    def _first_kind(self):
-        for layer in self.layers:
-            if isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.BatchNorm2d)):
-                return "image"
-            if isinstance(layer, (L.Dense, L.BatchNorm1d, L.Flatten)):
-                return "flat"
-        return None
 
     @classmethod
     def _from_nodes(cls, input_name, input_shape, nodes):
@@ -191,14 +187,11 @@ class Model:
 
     @property
     def in_features(self):
+        from .model import flat_in_features
+
         if self.input_shape is not None and len(self.input_shape) == 1:
             return self.input_shape[0]
-        for layer in self.layers:
-            if isinstance(layer, (L.Dense, L.BatchNorm1d)) and not isinstance(layer, L.BatchNorm2d):
-                return layer.in_features
-            if isinstance(layer, (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.Flatten)):
-                return None
-        return None
+        return flat_in_features(self.layers)
 
     def shapes(self, sample_shape) -> list:
         """Per-sample output shape of every node for an input of ``sample_shape``."""
@@ -393,59 +386,38 @@ def model_from_config(path, header, npz) -> Model:
         raise ValueError(f"{path}: {exc}") from None
 
 
+class _NodeInput:
+    """A core graph seen as a Network by :func:`fastlrp.model.lower_layer`: every ``add_*``
+    call gets the node's input id first."""
+
+    def __init__(self, graph, input_id):
+        self.graph, self.input_id = graph, input_id
+
+    def __getattr__(self, name):
+        method = getattr(self.graph, name)
+        return lambda *args: method(self.input_id, *args)
+
+
 def build_graph(model: Model, dtype, sample_shape, rules=None):
     """The C++ graph of ``dtype`` for ``model`` on samples of ``sample_shape``; with ``rules``
     (one per node) the LRP rules are prepared (modified weights computed once)."""
-    from .model import image_vector
-    from .rules import Epsilon, Pass, ZBox
+    from .model import lower_layer
+    from .rules import Epsilon
 
-    shapes = model.shapes(sample_shape)
     in_shapes = model.input_shapes(sample_shape)
-    g = core.Graph_float64(int(np.prod(sample_shape))) if dtype is np.float64 else core.Graph_float32(int(np.prod(sample_shape)))
-    empty = np.zeros(0, dtype=dtype)
+    width = int(np.prod(sample_shape))
+    g = core.Graph_float64(width) if dtype is np.float64 else core.Graph_float32(width)
     ids = {model.input_name: -1}
     ids.update({n.name: n.index for n in model.nodes})
-
-    def c(a):
-        return np.ascontiguousarray(a, dtype=dtype)
-
     for n in model.nodes:
-        layer, k = n.layer, n.index
-        rule = rules[k] if rules is not None else None
+        rule = rules[n.index] if rules is not None else None
         inputs = [ids[i] for i in n.inputs]
-        shape = in_shapes[k][0]
-        width = int(np.prod(shape))
-        low = high = empty
-        if isinstance(rule, ZBox):
-            lo, hi = rule.bounds_for(shape)
-            low, high = c(image_vector(lo, shape)), c(image_vector(hi, shape))
-        native = (rule or Epsilon())._native()
-        if isinstance(layer, L.Add):
+        shapes = in_shapes[n.index]
+        if isinstance(n.layer, L.Add):
             g.add_add(inputs, (rule or Epsilon())._native())
-        elif isinstance(layer, L.Concat):
-            s = in_shapes[k]
-            pixels = int(np.prod(s[0][1:])) if len(s[0]) == 3 else 1
-            g.add_concat(inputs, pixels, [int(v[0]) for v in s])
-        elif isinstance(layer, L.Dense):
-            g.add_dense(inputs[0], c(layer.weight), c(layer.bias), native, low, high)
-        elif isinstance(layer, L.Conv2d):
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-            w = layer.weight.transpose(0, 2, 3, 1).reshape(layer.out_channels, -1)
-            g.add_conv(inputs[0], *shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, native, low, high)
-        elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
-            if isinstance(layer, L.AdaptiveAvgPool2d):
-                (kh, kw), (sh, sw), (ph, pw) = layer.output_size, (1, 1), (0, 0)
-            else:
-                (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-            g.add_pool(inputs[0], layer._kind, *shape, kh, kw, sh, sw, ph, pw, getattr(layer, "count_include_pad", True),
-                       getattr(layer, "mode", "winner") == "avg", native, low)
-        elif isinstance(layer, L.Flatten) and len(shape) == 3:
-            g.add_flatten(inputs[0], *shape)
-        elif isinstance(layer, L._Elementwise):
-            g.add_activation(inputs[0], layer._code, layer.param, width)
-        elif isinstance(layer, L.BatchNorm1d):
-            reps = width // layer.mean.shape[0]
-            g.add_affine(inputs[0], c(np.tile(layer.scale, reps)), c(np.tile(layer.shift, reps)), (rule or Pass())._native())
-        else:  # pragma: no cover - every layer class is listed above
-            raise TypeError(f"node {k} {n.name!r}: {layer!r} is not supported by the C++ core")
+        elif isinstance(n.layer, L.Concat):
+            pixels = int(np.prod(shapes[0][1:])) if len(shapes[0]) == 3 else 1
+            g.add_concat(inputs, pixels, [int(s[0]) for s in shapes])
+        else:
+            lower_layer(_NodeInput(g, inputs[0]), n.layer, rule, shapes[0], dtype, f"node {n.index} {n.name!r}")
     return g

@@ -49,6 +49,26 @@ def _fold(layers):
 _SPATIAL = (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.BatchNorm2d)
 
 
+def first_kind(layers):
+    """"image" or "flat": what the first shape-fixing layer takes (None: no layer fixes it)."""
+    for layer in layers:
+        if isinstance(layer, _SPATIAL):
+            return "image"
+        if isinstance(layer, (L.Dense, L.BatchNorm1d, L.Flatten)):
+            return "flat"
+    return None
+
+
+def flat_in_features(layers):
+    """The input width that the first Dense/BatchNorm1d fixes, when no image layer comes first."""
+    for layer in layers:
+        if isinstance(layer, (L.Dense, L.BatchNorm1d)) and not isinstance(layer, L.BatchNorm2d):
+            return layer.in_features
+        if isinstance(layer, (_SPATIAL, L.Flatten)):
+            return None
+    return None
+
+
 class Sequential:
     """A chain of layers, run by the C++ core.
 
@@ -78,8 +98,8 @@ class Sequential:
         self._check_chain()
         self._nets = {}
         self._shapes = {}
-        self._takes_images = self._first_kind() == "image"
-        self._in_features = self._find_in_features()
+        self._takes_images = first_kind(self.layers) == "image"
+        self._in_features = flat_in_features(self.layers)
 
     def _check_chain(self):
         """Checks what can be checked without the input's spatial size: feature counts between
@@ -114,14 +134,6 @@ class Sequential:
                 if kind == "image":
                     kind, size, where = "flat", None, k
 
-    def _first_kind(self):
-        for layer in self.layers:
-            if isinstance(layer, _SPATIAL):
-                return "image"
-            if isinstance(layer, (L.Dense, L.BatchNorm1d, L.Flatten)):
-                return "flat"
-        return None
-
     @property
     def takes_images(self) -> bool:
         """True when the input is NCHW images (the first shape-fixing layer is an image layer)."""
@@ -131,14 +143,6 @@ class Sequential:
     def in_features(self) -> int | None:
         """Input width of a model on flat features (None for image models or when no layer fixes it)."""
         return self._in_features
-
-    def _find_in_features(self):
-        for layer in self.layers:
-            if isinstance(layer, (L.Dense, L.BatchNorm1d)) and not isinstance(layer, L.BatchNorm2d):
-                return layer.in_features
-            if isinstance(layer, (_SPATIAL, L.Flatten)):
-                return None
-        return None
 
     @property
     def out_features(self) -> int | None:
@@ -382,46 +386,48 @@ def image_vector(values: np.ndarray, shape: tuple) -> np.ndarray:
 def build_network(layers, dtype, shapes, rules=None):
     """A C++ network of ``dtype`` for ``layers`` on inputs of ``shapes[0]``; with ``rules``
     the per-layer LRP rules are prepared (modified weights computed once)."""
+    net = core.Network_float64() if dtype is np.float64 else core.Network_float32()
+    for k, layer in enumerate(layers):
+        lower_layer(net, layer, rules[k] if rules is not None else None, shapes[k], dtype, f"layer {k}")
+    return net
+
+
+def lower_layer(sink, layer, rule, shape, dtype, where):
+    """Hands one single-input layer, its rule (None: forward only) and its input ``shape`` to
+    the core: ``sink`` has the core's ``add_dense``/``add_conv``/... methods (a Network, or a
+    graph node's input bound, fastlrp.graph). The one place that lowers layers and rules."""
     from .rules import Epsilon, Pass, ZBox
 
-    net = core.Network_float64() if dtype is np.float64 else core.Network_float32()
+    width = int(np.prod(shape))
     empty = np.zeros(0, dtype=dtype)
 
     def c(a):  # the kernels take C-contiguous arrays of the network's dtype
         return np.ascontiguousarray(a, dtype=dtype)
 
-    for k, layer in enumerate(layers):
-        rule = rules[k] if rules is not None else None
-        shape, width = shapes[k], int(np.prod(shapes[k]))
-        low = high = empty
-        if isinstance(rule, ZBox):
-            lo, hi = rule.bounds_for(shape)
-            low, high = c(image_vector(lo, shape)), c(image_vector(hi, shape))
-        if isinstance(layer, L.Dense):
-            rule = rule or Epsilon()
-            net.add_dense(c(layer.weight), c(layer.bias), rule._kind, *rule._params(), rule._stabilizer, low, high)
-        elif isinstance(layer, L.Conv2d):
-            rule = rule or Epsilon()
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-            w = layer.weight.transpose(0, 2, 3, 1).reshape(layer.out_channels, -1)  # (out, kh*kw*C)
-            net.add_conv(*shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, rule._kind, *rule._params(),
-                         rule._stabilizer, low, high)
-        elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
-            rule = rule or Epsilon()
-            if isinstance(layer, L.AdaptiveAvgPool2d):
-                (kh, kw), (sh, sw), (ph, pw) = layer.output_size, (1, 1), (0, 0)
-            else:
-                (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-            net.add_pool(layer._kind, *shape, kh, kw, sh, sw, ph, pw, getattr(layer, "count_include_pad", True),
-                         getattr(layer, "mode", "winner") == "avg", rule._kind, *rule._params(), rule._stabilizer, low)
-        elif isinstance(layer, L.Flatten) and len(shape) == 3:
-            net.add_flatten(*shape)
-        elif isinstance(layer, L._Elementwise):
-            net.add_activation(layer._code, layer.param, width)
-        elif isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d (per channel, tiled over H, W)
-            rule = rule or Pass()
-            reps = width // layer.mean.shape[0]
-            net.add_affine(c(np.tile(layer.scale, reps)), c(np.tile(layer.shift, reps)), rule._kind, rule._params()[0])
-        else:  # pragma: no cover - every layer class is listed above
-            raise TypeError(f"layer {k}: {layer!r} is not supported by the C++ core")
-    return net
+    low = high = empty
+    if isinstance(rule, ZBox):
+        lo, hi = rule.bounds_for(shape)
+        low, high = c(image_vector(lo, shape)), c(image_vector(hi, shape))
+    native = (rule or Epsilon())._native()
+    if isinstance(layer, L.Dense):
+        sink.add_dense(c(layer.weight), c(layer.bias), native, low, high)
+    elif isinstance(layer, L.Conv2d):
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+        w = layer.weight.transpose(0, 2, 3, 1).reshape(layer.out_channels, -1)  # (out, kh*kw*C)
+        sink.add_conv(*shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, native, low, high)
+    elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
+        if isinstance(layer, L.AdaptiveAvgPool2d):
+            (kh, kw), (sh, sw), (ph, pw) = layer.output_size, (1, 1), (0, 0)
+        else:
+            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        sink.add_pool(layer._kind, *shape, kh, kw, sh, sw, ph, pw, getattr(layer, "count_include_pad", True),
+                      getattr(layer, "mode", "winner") == "avg", native, low)
+    elif isinstance(layer, L.Flatten) and len(shape) == 3:
+        sink.add_flatten(*shape)
+    elif isinstance(layer, L._Elementwise):
+        sink.add_activation(layer._code, layer.param, width)
+    elif isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d (per channel, tiled over H, W)
+        reps = width // layer.mean.shape[0]
+        sink.add_affine(c(np.tile(layer.scale, reps)), c(np.tile(layer.shift, reps)), (rule or Pass())._native())
+    else:  # pragma: no cover - every layer class is listed above
+        raise TypeError(f"{where}: {layer!r} is not supported by the C++ core")

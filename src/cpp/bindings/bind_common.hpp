@@ -7,16 +7,18 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/elementwise.hpp"
 #include "fastlrp/rules.hpp"
+#include "fastlrp/spatial.hpp"
 
 namespace fastlrp::bindings {
 
 namespace py = pybind11;
-
-
 
 template <class T>
 using CArray = py::array_t<T, py::array::c_style>;
@@ -41,24 +43,56 @@ std::shared_ptr<const void> keep_alive(const CArray<T>& a) {
   });
 }
 
-inline RuleParams make_rule(int kind, double epsilon, double alpha, double beta, double gamma, double stabilizer = kStabilizer) {
-  if (kind < 0 || kind > static_cast<int>(RuleKind::Flat)) throw std::invalid_argument("unknown rule kind " + std::to_string(kind));
-  RuleParams r;
-  r.kind = static_cast<RuleKind>(kind);
-  r.epsilon = epsilon;
-  r.alpha = alpha;
-  r.beta = beta;
-  r.gamma = gamma;
-  if (!(stabilizer >= 0.0)) throw std::invalid_argument("the stabilizer must be >= 0");
-  r.stabilizer = stabilizer;
-  return r;
-}
-
 // A rule from Python (fastlrp.rules builds core.RuleParams), checked.
 inline RuleParams checked_rule(RuleParams r) {
   if (!(r.stabilizer >= 0.0)) throw std::invalid_argument("the stabilizer must be >= 0");
   if (!(r.epsilon >= 0.0)) throw std::invalid_argument("epsilon must be >= 0");
   return r;
+}
+
+inline kernels::Geometry geometry(Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
+                                  Index dh, Index dw) {
+  kernels::Geometry g;
+  g.C = C, g.H = H, g.W = W, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
+  return g;
+}
+
+inline kernels::Activation activation_kind(int kind) {
+  if (kind < 0 || kind > static_cast<int>(kernels::Activation::LogSoftmax))
+    throw std::invalid_argument("unknown activation " + std::to_string(kind));
+  return static_cast<kernels::Activation>(kind);
+}
+
+template <class T>
+std::vector<T> as_vector(const CArray<T>& a) {
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+using Targets = std::optional<py::array_t<std::int64_t, py::array::c_style>>;
+
+// One class per sample, each in [0, classes): checked, then viewed.
+inline std::optional<Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>> target_map(const Targets& targets,
+                                                                                                  Index samples,
+                                                                                                  Index classes) {
+  if (!targets) return std::nullopt;
+  if (targets->size() != samples) throw std::invalid_argument("need one target per sample");
+  for (Index i = 0; i < targets->size(); ++i)
+    if (targets->data()[i] < 0 || targets->data()[i] >= classes) throw std::invalid_argument("target out of range");
+  return Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>(targets->data(), targets->size());
+}
+
+// An explanation as Python's (relevance, output, conservation, layers or None, targets or None).
+template <class E>
+py::tuple explanation_tuple(E&& e, bool layerwise, bool seeded) {
+  py::object layers = py::none();
+  if (layerwise) {
+    py::list l;
+    for (auto& a : e.layers) l.append(py::cast(std::move(a)));
+    layers = l;
+  }
+  py::object tg = seeded ? py::object(py::none()) : py::cast(std::move(e.targets));
+  return py::make_tuple(py::cast(std::move(e.relevance)), py::cast(std::move(e.output)), py::cast(std::move(e.conservation)),
+                        layers, tg);
 }
 
 }  // namespace fastlrp::bindings

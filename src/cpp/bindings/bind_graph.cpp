@@ -10,18 +10,6 @@ using kernels::Graph;
 namespace {
 
 template <class T>
-std::vector<T> as_vector(const CArray<T>& a) {
-  return std::vector<T>(a.data(), a.data() + a.size());
-}
-
-kernels::Geometry geometry(Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw, Index dh,
-                           Index dw) {
-  kernels::Geometry g;
-  g.C = C, g.H = H, g.W = W, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
-  return g;
-}
-
-template <class T>
 void bind_graph(py::module_& m, const char* name) {
   using G = Graph<T>;
   py::class_<G>(m, name, "A feed-forward graph of layers whose forward and LRP passes run in C++ (graph.hpp).")
@@ -76,9 +64,7 @@ void bind_graph(py::module_& m, const char* name) {
       .def(
           "add_activation",
           [](G& g, int input, int kind, double param, Index width) {
-            if (kind < 0 || kind > static_cast<int>(kernels::Activation::LogSoftmax))
-              throw std::invalid_argument("unknown activation");
-            g.add_layer(kernels::make_activation<T>(static_cast<kernels::Activation>(kind), T(param), width), input);
+            g.add_layer(kernels::make_activation<T>(activation_kind(kind), T(param), width), input);
           },
           py::arg("input"), py::arg("kind"), py::arg("param"), py::arg("width"), "An element-wise node.")
       .def(
@@ -105,37 +91,21 @@ void bind_graph(py::module_& m, const char* name) {
           py::arg("x").noconvert(), "The output node's values for a batch x (N, input width).")
       .def(
           "explain",
-          [](const G& g, const CArray<T>& x, std::optional<py::array_t<std::int64_t, py::array::c_style>> targets,
-             std::optional<CArray<T>> start, bool layerwise) {
+          [](const G& g, const CArray<T>& x, const Targets& targets, std::optional<CArray<T>> start, bool layerwise) {
             ConstMatrixMap<T> X = as_matrix(x, "input");
-            std::optional<kernels::TargetMap> t;
+            const auto t = target_map(targets, X.rows(), g.logits_width());
             std::optional<ConstMatrixMap<T>> s;
-            if (targets) {
-              if (targets->size() != X.rows()) throw std::invalid_argument("need one target per sample");
-              for (Index i = 0; i < targets->size(); ++i)
-                if (targets->data()[i] < 0 || targets->data()[i] >= g.logits_width())
-                  throw std::invalid_argument("target out of range");
-              t.emplace(targets->data(), targets->size());
-            }
             if (start) {
               s.emplace(as_matrix(*start, "start relevance"));
               if (s->rows() != X.rows() || s->cols() != g.logits_width())
                 throw std::invalid_argument("start relevance must be (N, logits)");
             }
-            kernels::GraphExplanation<T> e;
+            kernels::Explanation<T> e;
             {
               py::gil_scoped_release release;  // inputs read only; results in fresh buffers
               e = g.explain(X, t, s, layerwise);
             }
-            py::object layers = py::none();
-            if (layerwise) {
-              py::list l;
-              for (auto& a : e.layers) l.append(py::cast(std::move(a)));
-              layers = l;
-            }
-            py::object tg = start ? py::object(py::none()) : py::cast(std::move(e.targets));
-            return py::make_tuple(py::cast(std::move(e.relevance)), py::cast(std::move(e.output)),
-                                  py::cast(std::move(e.conservation)), layers, tg);
+            return explanation_tuple(std::move(e), layerwise, start.has_value());
           },
           py::arg("x").noconvert(), py::arg("targets"), py::arg("start"), py::arg("layerwise"),
           "Forward pass and LRP: (relevance, output, conservation (N, 1 + nodes), layers (input, then every node's "

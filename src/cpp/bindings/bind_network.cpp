@@ -20,76 +20,56 @@ void bind_for(py::module_& m, const char* name) {
       .def(py::init<>())
       .def(
           "add_dense",
-          [](Net& net, const CArray<T>& W, const CArray<T>& b, int rule, double epsilon, double alpha, double beta,
-             double gamma, double stabilizer, const CArray<T>& low, const CArray<T>& high) {
+          [](Net& net, const CArray<T>& W, const CArray<T>& b, const RuleParams& rule, const CArray<T>& low,
+             const CArray<T>& high) {
             ConstMatrixMap<T> w = as_matrix(W, "weight");
             if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
-            std::vector<T> lo(low.data(), low.data() + low.size()), hi(high.data(), high.data() + high.size());
-            RuleParams rp = make_rule(rule, epsilon, alpha, beta, gamma, stabilizer);
-            if (rp.kind == RuleKind::ZBox && (static_cast<Index>(lo.size()) != w.cols() || static_cast<Index>(hi.size()) != w.cols()))
+            const RuleParams r = checked_rule(rule);
+            if (r.kind == RuleKind::ZBox && (low.size() != w.cols() || high.size() != w.cols()))
               throw std::invalid_argument("ZBox bounds must have one entry per input feature");
-            net.add_dense(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), rp, lo, hi);
+            net.add_dense(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), r, as_vector(low), as_vector(high));
           },
-          py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"),
-          py::arg("beta"), py::arg("gamma"), py::arg("stabilizer"), py::arg("low").noconvert(), py::arg("high").noconvert(),
+          py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"), py::arg("low").noconvert(),
+          py::arg("high").noconvert(),
           "Append a Dense layer with its rule (the weight array is kept and viewed, not copied; it must not change).")
       .def(
           "add_activation",
           [](Net& net, int kind, double param, Index width) {
-            if (kind < 0 || kind > static_cast<int>(Activation::LogSoftmax)) throw std::invalid_argument("unknown activation");
-            net.add_activation(static_cast<Activation>(kind), T(param), width);
+            net.add_activation(activation_kind(kind), T(param), width);
           },
           py::arg("kind"), py::arg("param"), py::arg("width"), "Append an element-wise layer.")
       .def(
           "add_affine",
-          [](Net& net, const CArray<T>& scale, const CArray<T>& shift, int rule, double epsilon) {
+          [](Net& net, const CArray<T>& scale, const CArray<T>& shift, const RuleParams& rule) {
             if (scale.size() != shift.size()) throw std::invalid_argument("scale and shift differ in size");
-            net.add_affine(as_row(scale), as_row(shift), make_rule(rule, epsilon, 0, 0, 0));
+            net.add_affine(as_row(scale), as_row(shift), checked_rule(rule));
           },
-          py::arg("scale").noconvert(), py::arg("shift").noconvert(), py::arg("rule"), py::arg("epsilon"),
+          py::arg("scale").noconvert(), py::arg("shift").noconvert(), py::arg("rule"),
           "Append an element-wise affine layer (an unfolded BatchNorm).")
       .def(
           "add_conv",
           [](Net& net, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
-             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, int rule, double epsilon, double alpha,
-             double beta, double gamma, double stabilizer, const CArray<T>& low, const CArray<T>& high) {
-            kernels::Geometry g;
-            g.C = C;
-            g.H = H;
-            g.W = W;
-            g.kh = kh;
-            g.kw = kw;
-            g.sh = sh;
-            g.sw = sw;
-            g.ph = ph;
-            g.pw = pw;
-            g.dh = dh;
-            g.dw = dw;
+             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, const RuleParams& rule, const CArray<T>& low,
+             const CArray<T>& high) {
             ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
             if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
-            net.add_conv(g, w.data(), w.rows(), w.cols(), keep_alive(weight), as_row(bias),
-                         make_rule(rule, epsilon, alpha, beta, gamma, stabilizer),
-                         std::vector<T>(low.data(), low.data() + low.size()),
-                         std::vector<T>(high.data(), high.data() + high.size()));
+            net.add_conv(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), w.data(), w.rows(), w.cols(), keep_alive(weight),
+                         as_row(bias), checked_rule(rule), as_vector(low), as_vector(high));
           },
           py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
-          py::arg("dw"), py::arg("rule"), py::arg("epsilon"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
-          py::arg("stabilizer"), py::arg("low").noconvert(), py::arg("high").noconvert(),
+          py::arg("dw"), py::arg("rule"), py::arg("low").noconvert(), py::arg("high").noconvert(),
           "Append a Conv2d over an NHWC image; weight (out, kh*kw*C) in (ky, kx, c) order.")
       .def(
           "add_pool",
           [](Net& net, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
-             bool count_include_pad, bool proportional, int rule, double epsilon, double alpha, double beta,
-             double gamma, double stabilizer, const CArray<T>& low) {
+             bool count_include_pad, bool proportional, const RuleParams& rule, const CArray<T>& low) {
             net.add_pool(kernels::Pool2d<T>::make(kind, C, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, proportional,
-                                                  make_rule(rule, epsilon, alpha, beta, gamma, stabilizer),
-                                                  std::vector<T>(low.data(), low.data() + low.size())));
+                                                  checked_rule(rule), as_vector(low)));
           },
           py::arg("kind"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
           py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"), py::arg("proportional"),
-          py::arg("rule"), py::arg("epsilon"), py::arg("alpha"), py::arg("beta"), py::arg("gamma"),
-          py::arg("stabilizer"), py::arg("low").noconvert(), "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
+          py::arg("rule"), py::arg("low").noconvert(), "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
       .def("add_flatten", &Net::add_flatten, py::arg("C"), py::arg("H"), py::arg("W"),
            "Append a Flatten of an NHWC image into NCHW order.")
       .def_property_readonly("in_features", &Net::in_features)
@@ -122,21 +102,14 @@ void bind_for(py::module_& m, const char* name) {
           py::arg("x").noconvert(), "Every layer's output for a batch x (a list, one (N, width) array per layer).")
       .def(
           "explain",
-          [](const Net& net, const CArray<T>& x, std::optional<py::array_t<std::int64_t, py::array::c_style>> targets,
-             std::optional<CArray<T>> start, bool layerwise, std::optional<std::vector<CArray<T>>> given) {
+          [](const Net& net, const CArray<T>& x, const Targets& targets, std::optional<CArray<T>> start, bool layerwise,
+             std::optional<std::vector<CArray<T>>> given) {
             ConstMatrixMap<T> X = as_matrix(x, "input");
             std::vector<ConstMatrixMap<T>> given_maps;
             if (given)
               for (const auto& a : *given) given_maps.push_back(as_matrix(a, "given activation"));
-            std::optional<Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>> t;
+            const auto t = target_map(targets, X.rows(), net.logits_features());
             std::optional<ConstMatrixMap<T>> s;
-            if (targets) {
-              if (targets->size() != X.rows()) throw std::invalid_argument("need one target per sample");
-              const Index out = net.logits_features();
-              for (Index i = 0; i < targets->size(); ++i)
-                if (targets->data()[i] < 0 || targets->data()[i] >= out) throw std::invalid_argument("target out of range");
-              t.emplace(targets->data(), targets->size());
-            }
             if (start) s.emplace(as_matrix(*start, "start relevance"));
             kernels::Explanation<T> e;
             {
@@ -145,15 +118,7 @@ void bind_for(py::module_& m, const char* name) {
               py::gil_scoped_release release;
               e = net.explain(X, t, s, layerwise, given ? &given_maps : nullptr);
             }
-            py::object layers = py::none();
-            if (layerwise) {
-              py::list l;
-              for (auto& a : e.layers) l.append(py::cast(std::move(a)));
-              layers = l;
-            }
-            py::object tg = start ? py::object(py::none()) : py::cast(std::move(e.targets));
-            return py::make_tuple(py::cast(std::move(e.relevance)), py::cast(std::move(e.output)),
-                                  py::cast(std::move(e.conservation)), layers, tg);
+            return explanation_tuple(std::move(e), layerwise, start.has_value());
           },
           py::arg("x").noconvert(), py::arg("targets"), py::arg("start"), py::arg("layerwise"),
           py::arg("given") = py::none(),

@@ -31,15 +31,6 @@ struct Node {
 };
 
 template <class T>
-struct GraphExplanation {
-  RowMatrix<T> relevance;               // (N, in)
-  RowMatrix<T> output;                  // (N, logits)
-  RowMatrix<T> conservation;            // (N, 1 + nodes): input, then every node's output
-  std::vector<RowMatrix<T>> layers;     // layerwise: input, then every node's output
-  Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1> targets;
-};
-
-template <class T>
 class Graph {
  public:
   Index in_width = 0;
@@ -123,14 +114,14 @@ class Graph {
     return Y;
   }
 
-  GraphExplanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
+  Explanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
                               const std::optional<ConstMatrixMap<T>>& start, bool layerwise) const {
     check_input(X);
     const Index N = X.rows(), V = static_cast<Index>(nodes.size());
     const int logits = logits_node();
     const Index out = logits_width();
     if (start) check_finite(*start, "start relevance");
-    GraphExplanation<T> e;
+    Explanation<T> e;
     e.relevance.resize(N, in_width);
     e.output.resize(N, out);
     e.conservation.setZero(N, V + 1);
@@ -149,20 +140,7 @@ class Graph {
 
       std::vector<RowMatrix<T>> rel(nodes.size() + 1);  // rel[id + 1]: relevance at node id's output
       RowMatrix<T> R0(n, out);
-      if (start) {
-        R0 = start->middleRows(r0, n);
-      } else {
-        R0.setZero();
-        for (Index r = 0; r < n; ++r) {
-          Index t;
-          if (targets)
-            t = (*targets)(r0 + r);
-          else
-            L.row(r).maxCoeff(&t);  // first maximum, as numpy's argmax
-          e.targets(r0 + r) = t;
-          R0(r, t) = L(r, t);
-        }
-      }
+      seed_relevance(L, r0, targets, start, e, MatrixMap<T>(R0.data(), n, out));
       if (skips_last()) {  // the skipped output nonlinearity's output carries the start relevance
         e.conservation.col(V).segment(r0, n) = R0.rowwise().sum();
         if (layerwise) rows_of(e.layers[V], r0, n) = R0;
@@ -184,10 +162,7 @@ class Graph {
       if (layerwise) rows_of(e.layers[0], r0, n) = Rin;
       thread_workspace().trim();
     });
-    if (!e.relevance.allFinite() || !e.output.allFinite())
-      throw std::invalid_argument(std::string("the explanation overflowed ") + (sizeof(T) == 4 ? "float32" : "float64") +
-                                  " (Inf or NaN in the activations or relevances): inputs or weights are too large "
-                                  "for this dtype; rescale them or use float64");
+    check_overflow(e);
     return e;
   }
 
@@ -349,14 +324,6 @@ class Graph {
       if (i < -1 || i >= static_cast<int>(nodes.size()))
         throw std::invalid_argument("node " + std::to_string(nodes.size()) + ": input " + std::to_string(i) +
                                     " is not an earlier node");
-  }
-
-  template <class M>
-  static void check_finite(const M& X, const char* what) {
-    const T* p = X.data();
-    bool ok = true;
-    for (Index i = 0; i < X.size(); ++i) ok &= std::isfinite(p[i]);
-    if (!ok) throw std::invalid_argument(std::string(what) + " contains NaN or Inf; expected finite values");
   }
 
   void check_input(const ConstMatrixMap<T>& X) const {

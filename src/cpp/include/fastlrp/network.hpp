@@ -200,17 +200,59 @@ Layer<T> make_affine(RowVector<T> scale, RowVector<T> shift, RuleParams rule) {
   return l;
 }
 
-// What explain() hands back; arrays cover the whole batch.
+using TargetMap = Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>;
+
+// What explain() hands back (Network and Graph); arrays cover the whole batch.
 template <class T>
 struct Explanation {
   RowMatrix<T> relevance;               // (N, in)
   RowMatrix<T> output;                  // (N, out): logits, before a skipped output nonlinearity
-  RowMatrix<T> conservation;            // (N, L + 1): relevance sum at every layer boundary
-  std::vector<RowMatrix<T>> layers;     // layerwise: L + 1 arrays, input first, start last
+  RowMatrix<T> conservation;            // (N, L + 1): relevance sum at every layer (Graph: node) boundary
+  std::vector<RowMatrix<T>> layers;     // layerwise: Network: every layer's input, then the start;
+                                        // Graph: the input, then every node's output
   Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1> targets;  // class per sample (empty: seeded)
 };
 
-using TargetMap = Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>;
+template <class M>
+void check_finite(const M& X, const char* what) {
+  const auto* p = X.data();
+  bool ok = true;
+  for (Index i = 0; i < X.size(); ++i) ok &= std::isfinite(p[i]);
+  if (!ok) throw std::invalid_argument(std::string(what) + " contains NaN or Inf; expected finite values");
+}
+
+// The start relevance of rows [r0, r0 + n) into R (n, logits): the given start, or the logit
+// of the target class (given, or the predicted one: the first maximum, as numpy's argmax).
+template <class T>
+void seed_relevance(const ConstMatrixMap<T>& logits, Index r0, const std::optional<TargetMap>& targets,
+                    const std::optional<ConstMatrixMap<T>>& start, Explanation<T>& e, MatrixMap<T> R) {
+  const Index n = logits.rows();
+  if (start) {
+    R = start->middleRows(r0, n);
+    return;
+  }
+  R.setZero();
+  for (Index r = 0; r < n; ++r) {
+    Index t;
+    if (targets)
+      t = (*targets)(r0 + r);
+    else
+      logits.row(r).maxCoeff(&t);
+    e.targets(r0 + r) = t;
+    R(r, t) = logits(r, t);
+  }
+}
+
+// Finite inputs and weights can still overflow the dtype on the way (activations past ~3e38
+// in float32): say so instead of handing back Inf or NaN.
+template <class T>
+void check_overflow(const Explanation<T>& e) {
+  if (!e.relevance.allFinite() || !e.output.allFinite())
+    throw std::invalid_argument(std::string("the explanation overflowed ") + (sizeof(T) == 4 ? "float32" : "float64") +
+                                " (Inf or NaN in the activations or relevances): inputs or weights are too large "
+                                "for this dtype; rescale them or use float64");
+}
+
 
 template <class T>
 MatrixMap<T> rows_of(RowMatrix<T>& M, Index r0, Index n) {
@@ -327,21 +369,7 @@ class Network {
       };
 
       MatrixMap<T> R = buffer(Lf, ping);
-      if (start) {
-        R = start->middleRows(r0, n);
-      } else {
-        R.setZero();
-        for (Index r = 0; r < n; ++r) {
-          Index t;
-          if (targets) {
-            t = (*targets)(r0 + r);
-          } else {
-            logits.row(r).maxCoeff(&t);  // first maximum, as numpy's argmax
-          }
-          e.targets(r0 + r) = t;
-          R(r, t) = logits(r, t);
-        }
-      }
+      seed_relevance(logits, r0, targets, start, e, R);
       for (Index k = L; k >= Lf; --k) {  // the start, and a skipped output nonlinearity
         e.conservation.col(k).segment(r0, n) = R.rowwise().sum();
         if (layerwise && k != Lf) rows_of(e.layers[k], r0, n) = R;
@@ -359,12 +387,7 @@ class Network {
       if (layerwise) rows_of(e.layers[0], r0, n) = R;
       ws.trim();
     });
-    // Finite inputs and weights can still overflow the dtype on the way (activations past
-    // ~3e38 in float32): say so instead of handing back Inf or NaN.
-    if (!e.relevance.allFinite() || !e.output.allFinite())
-      throw std::invalid_argument(std::string("the explanation overflowed ") + (sizeof(T) == 4 ? "float32" : "float64") +
-                                  " (Inf or NaN in the activations or relevances): inputs or weights are too large "
-                                  "for this dtype; rescale them or use float64");
+    check_overflow(e);
     return e;
   }
 
@@ -414,15 +437,6 @@ class Network {
       throw std::invalid_argument("layer " + std::to_string(layers.size()) + " takes " + std::to_string(l.in) +
                                   " features but the previous layer gives " + std::to_string(layers.back().out));
     layers.push_back(std::move(l));
-  }
-
-  template <class M>
-  static void check_finite(const M& X, const char* what) {
-    const T* p = X.data();
-    const Index size = X.size();
-    bool ok = true;
-    for (Index i = 0; i < size; ++i) ok &= std::isfinite(p[i]);
-    if (!ok) throw std::invalid_argument(std::string(what) + " contains NaN or Inf; expected finite values");
   }
 
   void check_input(const ConstMatrixMap<T>& X) const {
