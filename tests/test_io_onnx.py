@@ -88,8 +88,16 @@ def test_onnx_bad_graphs(tmp_path):
     branch = _graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
                      helper.make_node("Add", ["r", "h"], ["y"])], inits, [4])
     onnx.save(branch, tmp_path / "branch.onnx")
-    with pytest.raises(ValueError, match="sequential graph"):
-        fl.from_onnx(tmp_path / "branch.onnx")
+    model = fl.from_onnx(tmp_path / "branch.onnx")  # a residual join: a graph Model now
+    assert isinstance(model, fl.Model) and isinstance(model.layers[-1], fl.Add)
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    h = x.astype(np.float64) @ inits["w"].astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(model(x), np.maximum(h, 0) + h, rtol=1e-5, atol=1e-6)
+    unknown = _graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "nowhere"], ["y"])],
+                     {}, [4])
+    onnx.save(unknown, tmp_path / "unknown.onnx")
+    with pytest.raises(ValueError, match="'nowhere' is neither a constant nor an earlier node's output"):
+        fl.from_onnx(tmp_path / "unknown.onnx")
     lstm = _graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Erf", ["h"], ["y"])], inits, [4])
     onnx.save(lstm, tmp_path / "erf.onnx")
     with pytest.raises(ValueError, match=r"node 1 'Erf' \(Erf\): operator 'Erf' is not supported; supported: .*Gemm"):
@@ -106,3 +114,28 @@ def test_onnx_external_data_is_refused(tmp_path):
               location="weights.bin", size_threshold=0)
     with pytest.raises(ValueError, match="external data"):
         fl.from_onnx(tmp_path / "ext.onnx")
+
+
+def test_onnx_torchvision_resnet_export(tmp_path):
+    """torchvision's ResNet-18 exported by torch.onnx (its TorchScript exporter) loads as a graph;
+    forward equals torch's, relevance equals the torch loader's (same weights)."""
+    torch = pytest.importorskip("torch")
+    from fastlrp.bench._util import import_torchvision
+
+    try:
+        tv = import_torchvision()
+    except ImportError as exc:
+        pytest.skip(f"torchvision's model code is not importable here: {exc}")
+    torch.manual_seed(0)
+    tm = tv.models.resnet18(weights=None).eval()
+    x = torch.randn(2, 3, 64, 64)
+    try:
+        torch.onnx.export(tm, (x,), tmp_path / "r18.onnx", dynamo=False, opset_version=17)
+    except Exception as exc:  # noqa: BLE001 - the exporter's own dependencies
+        pytest.skip(f"torch.onnx.export is not usable here: {type(exc).__name__}: {exc}")
+    model = fl.from_onnx(tmp_path / "r18.onnx")
+    assert isinstance(model, fl.Model) and sum(isinstance(layer, fl.Add) for layer in model.layers) == 8
+    with torch.no_grad():
+        expected = tm(x).numpy()
+    fwd_close(model(x.numpy()), expected)
+    same_relevance(model, fl.from_torch(tm), x.numpy())

@@ -105,8 +105,9 @@ def to_torch(params, torch):
 def conv_flops(model, sample_shape) -> int:
     """Multiply-adds x 2 of the Conv2d and Dense layers' forward pass, per sample."""
     shapes = model.shapes(sample_shape)
+    outs = shapes if isinstance(model, fl.Model) else shapes[1:]  # a Model's shapes are its nodes' outputs
     total = 0
-    for layer, out in zip(model.layers, shapes[1:]):
+    for layer, out in zip(model.layers, outs):
         if isinstance(layer, fl.Conv2d):
             total += 2 * int(np.prod(out)) * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
         elif isinstance(layer, fl.Dense):
@@ -178,3 +179,32 @@ def toolbox_flops(layers, sample_shape) -> int:
             (h, w), (s0, s1) = layer[1], layer[2]
             shape = ((shape[0] - h) // s0 + 1, (shape[1] - w) // s1 + 1, shape[2])
     return total
+
+
+# ---- graph models: torchvision's definitions with random weights (fixed seed)
+
+GRAPH_NETS = ("resnet18", "resnet50", "densenet121")
+
+
+def torchvision_graph(name, torch, seed=0):
+    """(fastlrp.Model, torch module in eval mode, sample shape) for a torchvision model with
+    random weights and random BatchNorm statistics. BatchNorm eps is 0: zennit's canonizer
+    leaves each merged BatchNorm behind as x / sqrt(1 + eps) (1 - 5e-6 per layer at torch's
+    1e-5), which would move its relevance by 1e-4 and fail the agreement check; with eps 0 both
+    libraries compute the same model (tests/test_io_torch_graph.py)."""
+    from ._util import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(seed)
+    tmodel = getattr(tv.models, name)(weights=None)
+    gen = torch.Generator().manual_seed(seed)
+    for m in tmodel.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+            m.eps = 0.0
+    tmodel.eval()
+    return fl.from_torch(tmodel), tmodel, (3, 224, 224)

@@ -1,7 +1,8 @@
 """ONNX models as fastlrp models, read with the ``onnx`` package only (no runtime).
 
-The graph must be a chain: every node takes the previous node's output (plus constant
-initializers). ONNX images are NCHW, as fastlrp's. External data files are refused: a model
+A chain of nodes gives a :class:`fastlrp.Sequential`; a graph with residual additions
+(``Add``/``Sum`` of two tensors) or concatenations (``Concat`` along channels) gives a graph
+:class:`fastlrp.Model` named by the ONNX node names. ONNX images are NCHW, as fastlrp's. External data files are refused: a model
 file could otherwise make the loader read any file on the machine into its weights.
 """
 
@@ -13,15 +14,17 @@ import numpy as np
 
 from .. import layers as L
 from ._common import last_is_image, same_padding
+from ..graph import Input, Model
 from ..model import Sequential
 
-SUPPORTED = ("Gemm", "MatMul+Add", "Conv", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Softmax", "MaxPool",
+SUPPORTED = ("Add/Sum of tensors (a residual join)", "Concat (channels)", "Gemm", "MatMul+Add", "Conv", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Softmax", "MaxPool",
              "AveragePool", "GlobalAveragePool", "Flatten", "Reshape (as a flatten)", "BatchNormalization",
              "Dropout", "Identity")
 
 
-def from_onnx(path) -> Sequential:
-    """An ONNX file holding a sequential graph of the supported operators as a fastlrp model."""
+def from_onnx(path):
+    """An ONNX file of the supported operators as a fastlrp model (Sequential for a chain,
+    Model for a graph)."""
     try:
         return _from_onnx(path)
     except (ValueError, ImportError, MemoryError):
@@ -30,7 +33,7 @@ def from_onnx(path) -> Sequential:
         raise ValueError(f"{path}: malformed ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _from_onnx(path) -> Sequential:
+def _from_onnx(path):
     try:
         import onnx
         from onnx import numpy_helper
@@ -71,101 +74,149 @@ def _from_onnx(path) -> Sequential:
     inputs = [i for i in g.input if i.name not in consts]
     if len(inputs) != 1:
         raise ValueError(f"{path}: expected one graph input, got {len(inputs)}")
-    current = inputs[0].name
-    layers = []
-    chain = [n for n in nodes if n.op_type != "Constant"]
-    k = 0
-    while k < len(chain):
-        node = chain[k]
+    for node in nodes:  # Identity of a constant (exporters write them) is that constant
+        if node.op_type == "Identity" and node.input and node.input[0] in consts:
+            consts[node.output[0]] = consts[node.input[0]]
+    ops = [n for n in nodes if n.op_type != "Constant" and not (n.op_type == "Identity" and n.output[0] in consts)]
+    consumers = {}
+    for node in ops:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+
+    dims = inputs[0].type.tensor_type.shape.dim
+    rank = {inputs[0].name: len(dims) if dims else None}  # 4: NCHW images, 2: features
+    x = Input(None, name="input")
+    tensors = {inputs[0].name: x}      # ONNX tensor name -> fastlrp graph node
+    chain, names, fused = [], set(), set()
+
+    def image(name):
+        r = rank.get(name)
+        return r == 4 if r is not None else last_is_image(chain)
+
+    for k, node in enumerate(ops):
+        if id(node) in fused:
+            continue
         op = node.op_type
         where = f"{path}: node {k} '{node.name or op}' ({op})"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         data = [i for i in node.input if i and i not in consts]
-        if data != [current]:
-            raise ValueError(f"{where}: takes {data}, but a sequential graph feeds it only {current!r}; "
-                             "branches and skips are not supported")
+        for i in data:
+            if i not in tensors:
+                raise ValueError(f"{where}: input {i!r} is neither a constant nor an earlier node's output")
         out = node.output[0]
-        if op == "Gemm":
-            if attrs.get("transA", 0):
-                raise ValueError(f"{where}: transA=1 is not supported")
-            w = const(node.input[1], where).astype(np.float64) * float(attrs.get("alpha", 1.0))
-            w = w if attrs.get("transB", 0) else w.T  # fastlrp's (out, in)
-            b = const(node.input[2], where).astype(np.float64) * float(attrs.get("beta", 1.0)) if len(node.input) > 2 and node.input[2] else None
-            if b is not None:
-                b = np.broadcast_to(b, (w.shape[0],)).copy() if b.size in (1, w.shape[0]) else b
-            layers.append(_f32(L.Dense, w, b, src=const(node.input[1], where)))
-        elif op == "MatMul":
-            w = const(node.input[1], where)
-            if w.ndim != 2:
-                raise ValueError(f"{where}: expected a 2-D weight, got shape {w.shape}")
-            b = None
-            nxt = chain[k + 1] if k + 1 < len(chain) else None
-            if nxt is not None and nxt.op_type == "Add" and out in nxt.input:
-                other = [i for i in nxt.input if i != out]
-                b = const(other[0], f"{path}: node {k + 1} (Add)")
-                k += 1
-                out = nxt.output[0]
-            layers.append(_f32(L.Dense, w.T, None if b is None else np.broadcast_to(b, (w.shape[1],)), src=w))
-        elif op == "Conv":
-            if attrs.get("group", 1) != 1:
-                raise ValueError(f"{where}: group={attrs['group']} is not supported (only 1)")
-            w = const(node.input[1], where)
-            if w.ndim != 4:
-                raise ValueError(f"{where}: only 2-D convolutions are supported, got weight shape {w.shape}")
-            b = const(node.input[2], where) if len(node.input) > 2 and node.input[2] else None
-            pad = _pads(attrs, where, w.shape[2:], attrs.get("dilations", [1, 1]))
-            layers.append(_f32(L.Conv2d, w, b, stride=tuple(attrs.get("strides", [1, 1])), padding=pad,
-                               dilation=tuple(attrs.get("dilations", [1, 1])), src=w))
-        elif op in ("MaxPool", "AveragePool"):
-            if attrs.get("ceil_mode", 0):
-                raise ValueError(f"{where}: ceil_mode=1 is not supported")
-            if any(d != 1 for d in attrs.get("dilations", [1, 1])):
-                raise ValueError(f"{where}: dilations are not supported for pooling")
-            kernel = tuple(attrs["kernel_shape"])
-            pad = _pads(attrs, where, kernel, [1, 1])
-            stride = tuple(attrs.get("strides", [1, 1]))
-            if op == "MaxPool":
-                layers.append(L.MaxPool2d(kernel, stride, pad))
-            else:
-                layers.append(L.AvgPool2d(kernel, stride, pad, count_include_pad=bool(attrs.get("count_include_pad", 0))))
-        elif op == "GlobalAveragePool":
-            layers.append(L.AdaptiveAvgPool2d(1))
-        elif op == "Flatten":
-            if attrs.get("axis", 1) != 1:
-                raise ValueError(f"{where}: axis={attrs.get('axis')} is not supported (only 1)")
-            layers.append(L.Flatten())
-        elif op == "Reshape":
-            shape = const(node.input[1], where).tolist()
-            if not (len(shape) == 2 and shape[1] == -1 and shape[0] in (0, -1, 1) or len(shape) == 2 and shape[0] in (0, -1)):
-                raise ValueError(f"{where}: only a Reshape to (N, -1) (a flatten) is supported, got {shape}")
-            layers.append(L.Flatten())
-        elif op in ("Relu", "Tanh", "Sigmoid"):
-            layers.append({"Relu": L.ReLU, "Tanh": L.Tanh, "Sigmoid": L.Sigmoid}[op]())
-        elif op == "LeakyRelu":
-            layers.append(L.LeakyReLU(float(attrs.get("alpha", 0.01))))
-        elif op in ("Softmax", "LogSoftmax"):
-            if attrs.get("axis", -1) not in (-1, 1):
-                raise ValueError(f"{where}: axis={attrs.get('axis')} is not supported (only the features)")
-            layers.append(L.Softmax() if op == "Softmax" else L.LogSoftmax())
-        elif op == "BatchNormalization":
-            scale, bias, mean, var = (const(node.input[i], where).astype(np.float64) for i in range(1, 5))
-            cls = L.BatchNorm2d if last_is_image(layers) else L.BatchNorm1d
-            layers.append(cls(mean, var, scale, bias, eps=float(attrs.get("epsilon", 1e-5))))
-        elif op in ("Dropout", "Identity"):
-            layers.append(L.Identity())
+        if op in ("Add", "Sum") and len(data) >= 2:
+            if len(data) != len([i for i in node.input if i]):
+                raise ValueError(f"{where}: adds a constant to a sum of tensors; not supported")
+            layer = L.Add()
+        elif op == "Concat":
+            if attrs.get("axis") not in (1, -3 if rank.get(data[0]) == 4 else 1):
+                raise ValueError(f"{where}: axis={attrs.get('axis')} is not supported (only the channels, 1)")
+            layer = L.Concat(1)
         else:
-            raise ValueError(f"{where}: operator {op!r} is not supported; supported: {', '.join(SUPPORTED)}")
-        current = out
-        k += 1
-    if not layers:
+            if len(data) != 1:
+                raise ValueError(f"{where}: takes {len(data)} tensors {data}; only Add, Sum and Concat join tensors")
+            layer, out = _layer(node, op, attrs, where, const, out, consumers, fused, image(data[0]))
+        name = node.name or f"{op.lower()}_{k}"
+        while name in names or name == "input":
+            name += "_"
+        names.add(name)
+        tensors[out] = layer(*(tensors[i] for i in data), name=name)
+        chain.append(layer)
+        rank[out] = (2 if isinstance(layer, (L.Dense, L.Flatten)) else
+                     max((rank.get(i) or 0) for i in data) or None)
+    if not chain:
         raise ValueError(f"{path}: the graph has no nodes")
     outputs = [o.name for o in g.output]
-    if outputs != [current]:
-        raise ValueError(f"{path}: the graph's output {outputs} is not the end of the chain {current!r}")
+    if len(outputs) != 1 or outputs[0] not in tensors:
+        raise ValueError(f"{path}: expected one graph output computed by the supported nodes, got {outputs}")
     try:
-        return Sequential(layers)
+        model = Model(x, tensors[outputs[0]])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+    if all(n.inputs == ((model.input_name,) if k == 0 else (model.names[k - 1],)) for k, n in enumerate(model.nodes)):
+        try:
+            return Sequential([n.layer for n in model.nodes])  # a chain: the Sequential it always was
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return model
+
+
+def _layer(node, op, attrs, where, const, out, consumers, fused, image):
+    """(fastlrp layer, ONNX output name) for a single-input node; MatMul takes the constant Add
+    after it as its bias (that Add is marked as fused)."""
+    if op == "Gemm":
+        if attrs.get("transA", 0):
+            raise ValueError(f"{where}: transA=1 is not supported")
+        w = const(node.input[1], where).astype(np.float64) * float(attrs.get("alpha", 1.0))
+        w = w if attrs.get("transB", 0) else w.T  # fastlrp's (out, in)
+        b = const(node.input[2], where).astype(np.float64) * float(attrs.get("beta", 1.0)) if len(node.input) > 2 and node.input[2] else None
+        if b is not None:
+            b = np.broadcast_to(b, (w.shape[0],)).copy() if b.size in (1, w.shape[0]) else b
+        return _f32(L.Dense, w, b, src=const(node.input[1], where)), out
+    if op == "MatMul":
+        w = const(node.input[1], where)
+        if w.ndim != 2:
+            raise ValueError(f"{where}: expected a 2-D weight, got shape {w.shape}")
+        b = None
+        nxt = consumers.get(out, [])
+        if len(nxt) == 1 and nxt[0].op_type == "Add":
+            other = [i for i in nxt[0].input if i != out]
+            if len(other) == 1:
+                try:
+                    b = const(other[0], f"{where} (its Add)")
+                except ValueError:
+                    b = None
+                if b is not None:
+                    fused.add(id(nxt[0]))
+                    out = nxt[0].output[0]
+        return _f32(L.Dense, w.T, None if b is None else np.broadcast_to(b, (w.shape[1],)), src=w), out
+    if op == "Conv":
+        if attrs.get("group", 1) != 1:
+            raise ValueError(f"{where}: group={attrs['group']} is not supported (only 1)")
+        w = const(node.input[1], where)
+        if w.ndim != 4:
+            raise ValueError(f"{where}: only 2-D convolutions are supported, got weight shape {w.shape}")
+        b = const(node.input[2], where) if len(node.input) > 2 and node.input[2] else None
+        pad = _pads(attrs, where, w.shape[2:], attrs.get("dilations", [1, 1]))
+        return _f32(L.Conv2d, w, b, stride=tuple(attrs.get("strides", [1, 1])), padding=pad,
+                    dilation=tuple(attrs.get("dilations", [1, 1])), src=w), out
+    if op in ("MaxPool", "AveragePool"):
+        if attrs.get("ceil_mode", 0):
+            raise ValueError(f"{where}: ceil_mode=1 is not supported")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise ValueError(f"{where}: dilations are not supported for pooling")
+        kernel = tuple(attrs["kernel_shape"])
+        pad = _pads(attrs, where, kernel, [1, 1])
+        stride = tuple(attrs.get("strides", [1, 1]))
+        if op == "MaxPool":
+            return L.MaxPool2d(kernel, stride, pad), out
+        return L.AvgPool2d(kernel, stride, pad, count_include_pad=bool(attrs.get("count_include_pad", 0))), out
+    if op == "GlobalAveragePool":
+        return L.AdaptiveAvgPool2d(1), out
+    if op == "Flatten":
+        if attrs.get("axis", 1) != 1:
+            raise ValueError(f"{where}: axis={attrs.get('axis')} is not supported (only 1)")
+        return L.Flatten(), out
+    if op == "Reshape":
+        shape = const(node.input[1], where).tolist()
+        if not (len(shape) == 2 and shape[1] == -1 and shape[0] in (0, -1, 1) or len(shape) == 2 and shape[0] in (0, -1)):
+            raise ValueError(f"{where}: only a Reshape to (N, -1) (a flatten) is supported, got {shape}")
+        return L.Flatten(), out
+    if op in ("Relu", "Tanh", "Sigmoid"):
+        return {"Relu": L.ReLU, "Tanh": L.Tanh, "Sigmoid": L.Sigmoid}[op](), out
+    if op == "LeakyRelu":
+        return L.LeakyReLU(float(attrs.get("alpha", 0.01))), out
+    if op in ("Softmax", "LogSoftmax"):
+        if attrs.get("axis", -1) not in (-1, 1):
+            raise ValueError(f"{where}: axis={attrs.get('axis')} is not supported (only the features)")
+        return (L.Softmax() if op == "Softmax" else L.LogSoftmax()), out
+    if op == "BatchNormalization":
+        scale, bias, mean, var = (const(node.input[i], where).astype(np.float64) for i in range(1, 5))
+        cls = L.BatchNorm2d if image else L.BatchNorm1d
+        return cls(mean, var, scale, bias, eps=float(attrs.get("epsilon", 1e-5))), out
+    if op in ("Dropout", "Identity"):
+        return L.Identity(), out
+    raise ValueError(f"{where}: operator {op!r} is not supported; supported: {', '.join(SUPPORTED)}")
 
 
 def _f32(cls, w, b, src, **kw):
