@@ -34,6 +34,12 @@ struct Conv2d {
   // im2col_planar applies (one channel, unit x stride and dilation): the forward and the
   // Epsilon, Flat and folded-ZBox backward work on transposed patches (column-major products).
   bool planar() const { return g.C == 1 && g.sw == 1 && g.dw == 1; }
+  // A 1x1 convolution with unit stride and no padding (ResNet's bottlenecks, DenseNet's
+  // transitions): a tile's patches are the tile's own rows of the input, and every input pixel
+  // gets exactly one output's contribution, so im2col and col2im are the identity and skipped.
+  bool pointwise() const { return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
+  // The input rows of a tile's pixels (pointwise only).
+  const T* tile_input(const T* a, const Tile& t) const { return a + t.first_pixel(g) * g.C; }
 
   void prepare(const std::vector<T>& low_img, const std::vector<T>& high_img) {
     cout = lin.W.rows();
@@ -96,9 +102,13 @@ struct Conv2d {
         ws.release(mark);
         return;
       }
-      MatrixMap<T> patches = ws.matrix<T>(rows, K);
-      im2col_tile(A.data(), g, t, patches.data());
-      Zt.noalias() = patches * lin.W.transpose();
+      if (pointwise()) {
+        Zt.noalias() = ConstMatrixMap<T>(tile_input(A.data(), t), rows, K) * lin.W.transpose();
+      } else {
+        MatrixMap<T> patches = ws.matrix<T>(rows, K);
+        im2col_tile(A.data(), g, t, patches.data());
+        Zt.noalias() = patches * lin.W.transpose();
+      }
       Zt.rowwise() += lin.b;
       ws.release(mark);
     });
@@ -117,7 +127,9 @@ struct Conv2d {
     const bool zbox_folded = kind == RuleKind::ZBox && Wzb.size() > 0;
     const Index extra = signed_input ? 1 : (kind == RuleKind::ZBox && !zbox_folded) ? 2 : 0;
     MatrixMap<T> acc = ws.matrix<T>(extra * N, I);
-    fill_zero(Rin.data(), N * I, threads);
+    // pointwise Epsilon and two-weight rules write every input value once: nothing to clear
+    const bool overwrites = pointwise() && !planar() && !signed_input && (kind == RuleKind::Epsilon || two_weight);
+    if (!overwrites) fill_zero(Rin.data(), N * I, threads);
     fill_zero(acc.data(), extra * N * I, threads);
     auto acc_of = [&](Index b) { return b == 0 ? Rin.data() : acc.data() + (b - 1) * N * I; };
 
@@ -142,6 +154,10 @@ struct Conv2d {
             col2im_planar_tile(Gc.data(), rows, g, t, acc_of(0));
             break;
           }
+          if (pointwise()) {  // col2im of one contribution per pixel into zeros: the product itself
+            MatrixMap<T>(acc_of(0) + first * K, rows, K).noalias() = S * lin.W;
+            break;
+          }
           MatrixMap<T> G = tw.matrix<T>(rows, K);
           G.noalias() = S * lin.W;
           col2im_tile(G.data(), K, 0, g, t, acc_of(0));
@@ -150,8 +166,8 @@ struct Conv2d {
         case RuleKind::ZPlus:
         case RuleKind::AlphaBeta:
         case RuleKind::Gamma: {
-          MatrixMap<T> p = patches();
-          if (signed_input) {  // as Dense::two_weight_backward, on the patches
+          if (signed_input) {
+            MatrixMap<T> p = patches();  // as Dense::two_weight_backward, on the patches
             const Index o = cout;
             MatrixMap<T> pp = tw.matrix<T>(rows, K), pn = tw.matrix<T>(rows, K);
             pp = p.cwiseMax(T(0));
@@ -172,6 +188,12 @@ struct Conv2d {
             col2im_tile(G.data(), K, 0, g, t, acc_of(1));
             break;
           }
+          const T* pdata = tile_input(A.data(), t);
+          if (!pointwise()) {
+            MatrixMap<T> own = patches();
+            pdata = own.data();
+          }
+          const ConstMatrixMap<T> p(pdata, rows, K);
           MatrixMap<T> S = tw.matrix<T>(rows, nz);
           // Without negative inputs, one product Q = P (W^+)^T and the forward output
           // z - b = P W^T give: ZPlus z1 = Q; Gamma z1 = P (W + g W^+)^T = z - b + g Q and
@@ -195,7 +217,8 @@ struct Conv2d {
             }
           }
           two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, second);
-          MatrixMap<T> G = tw.matrix<T>(rows, K);
+          // pointwise: col2im of one contribution per pixel into zeros is the product itself
+          MatrixMap<T> G = pointwise() ? MatrixMap<T>(acc_of(0) + first * K, rows, K) : tw.matrix<T>(rows, K);
           // Gamma: relevance that reached an output with z_j < 0 is the only user of V. Below a
           // ReLU it is zero (the layer above multiplies by a_j = 0), and then S2 = 0 exactly and
           // S [U; V] = S1 U: a third of the backward work skipped, the same numbers.
@@ -203,7 +226,7 @@ struct Conv2d {
             G.noalias() = S.leftCols(cout) * lin.UV.topRows(cout);
           else
             G.noalias() = S * lin.UV.topRows(nz);
-          col2im_tile(G.data(), K, 0, g, t, acc_of(0));
+          if (!pointwise()) col2im_tile(G.data(), K, 0, g, t, acc_of(0));
           break;
         }
         case RuleKind::ZBox: {
