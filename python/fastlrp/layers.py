@@ -198,7 +198,10 @@ class BatchNorm1d(Layer):
 
     @property
     def scale(self) -> np.ndarray:
-        return self.weight / np.sqrt(self.var + self.eps)
+        # float64, whatever the parameters' dtype: folding promises float64 arithmetic (as
+        # zennit's canonizer on a double model), and float32 here moved a ResNet-50's
+        # float64 relevance by 2e-6 relative
+        return self.weight.astype(np.float64) / np.sqrt(self.var.astype(np.float64) + self.eps)
 
     @property
     def shift(self) -> np.ndarray:

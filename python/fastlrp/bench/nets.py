@@ -213,7 +213,7 @@ def torchvision_graph(name, torch, seed=0):
 def graph_memory_floor(model, sample_shape, batch, itemsize) -> tuple:
     """(weight bytes, activation bytes): the activations an LRP pass keeps for its backward
     step are every node's output (identity nodes share their input's buffer) and the input."""
-    weights = sum(layer.weight.nbytes + layer.bias.nbytes for layer in model.layers if hasattr(layer, "weight"))
+    weights = itemsize * sum(layer.weight.size + layer.bias.size for layer in model.layers if hasattr(layer, "weight"))
     acts = int(np.prod(sample_shape))
     for layer, shape in zip(model.layers, model.shapes(sample_shape)):
         if not isinstance(layer, (fl.Identity, fl.Dropout, fl.Flatten)):

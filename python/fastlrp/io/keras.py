@@ -1,4 +1,4 @@
-"""Keras Sequential models from ``.keras`` archives (Keras 3) and legacy ``.h5`` files, read
+"""Keras Sequential and functional models from ``.keras`` archives (Keras 3) and legacy ``.h5`` files, read
 with h5py and json only: no TensorFlow, no Keras, nothing in the file is executed.
 
 Keras computes on NHWC images; the fastlrp model takes NCHW (``x.transpose(0, 3, 1, 2)``) like
@@ -23,7 +23,7 @@ from .. import layers as L
 from ._common import last_is_image, same_padding
 from ..model import Sequential
 
-SUPPORTED = ("InputLayer", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+SUPPORTED = ("InputLayer", "Add", "Concatenate (channels)", "ZeroPadding2D (before Conv2D/pooling)", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
              "Flatten", "Dropout", "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "Softmax")
 _ACTIVATIONS = {"linear": None, None: None, "relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
                 "softmax": L.Softmax, "log_softmax": L.LogSoftmax, "elu": L.ELU, "selu": L.SELU,
@@ -186,10 +186,12 @@ def _activation(spec, where):
     return None if cls is None else cls()
 
 
-def _build(config, weights, input_shape, path) -> Sequential:
+def _build(config, weights, input_shape, path):
+    if isinstance(config, dict) and config.get("class_name") in ("Functional", "Model"):
+        return _build_functional(config, weights, input_shape, path)
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         got = config.get("class_name") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{path}: expected a Keras Sequential model, got {got!r}")
+        raise ValueError(f"{path}: expected a Keras Sequential or functional model, got {got!r}")
     entries = config.get("config", {}).get("layers")
     if not isinstance(entries, list):
         raise ValueError(f"{path}: the model config has no list of layers")
@@ -202,92 +204,10 @@ def _build(config, weights, input_shape, path) -> Sequential:
         where = f"{path}: layer {k} '{name}' ({cls})"
         if cfg.get("data_format", "channels_last") != "channels_last":
             raise ValueError(f"{where}: data_format {cfg.get('data_format')!r} is not supported (only channels_last)")
-        new = []
         if cls == "InputLayer":
             continue
-        elif cls == "Dense":
-            vars_ = weights.get(name)
-            units = cfg.get("units")
-            if not vars_ or not isinstance(units, int):
-                raise ValueError(f"{where}: missing weights or units")
-            kshape = tuple(vars_[0].shape)
-            if len(kshape) != 2 or kshape[1] != units:
-                raise ValueError(f"{where}: kernel of shape {kshape} does not match units={units}")
-            kernel = _read(vars_[0], kshape, f"{where} kernel")
-            bias = _read(vars_[1], (units,), f"{where} bias") if cfg.get("use_bias", True) else None
-            w = kernel.T
-            if hwc is not None:
-                h, wd, c = hwc
-                if w.shape[1] != h * wd * c:
-                    raise ValueError(f"{where}: expects {w.shape[1]} inputs, the Flatten gives {h * wd * c}")
-                w = w[:, np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()]
-                hwc = None
-            new = [L.Dense(np.ascontiguousarray(w), bias), _activation(cfg.get("activation"), where)]
-        elif cls == "Conv2D":
-            if cfg.get("groups", 1) != 1:
-                raise ValueError(f"{where}: groups={cfg.get('groups')} is not supported (only 1)")
-            vars_ = weights.get(name)
-            if not vars_ or len(vars_[0].shape) != 4:
-                raise ValueError(f"{where}: missing or malformed kernel")
-            kshape = tuple(vars_[0].shape)
-            kernel = _read(vars_[0], kshape, f"{where} kernel")
-            bias = _read(vars_[1], (kshape[3],), f"{where} bias") if cfg.get("use_bias", True) else None
-            kh, kw = kshape[:2]
-            stride = _pair(cfg.get("strides", 1), f"{where} strides")
-            dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
-            pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
-            new = [L.Conv2d(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias, stride, pad, dil),
-                   _activation(cfg.get("activation"), where)]
-        elif cls in ("MaxPooling2D", "AveragePooling2D"):
-            pool = _pair(cfg.get("pool_size", 2), f"{where} pool_size")
-            strides = cfg.get("strides")
-            stride = pool if strides is None else _pair(strides, f"{where} strides")
-            if cfg.get("padding", "valid") != "valid":
-                raise ValueError(f"{where}: padding {cfg.get('padding')!r} is not supported for pooling (only 'valid')")
-            new = [(L.MaxPool2d if cls == "MaxPooling2D" else L.AvgPool2d)(pool, stride)]
-        elif cls == "GlobalAveragePooling2D":
-            new = [L.AdaptiveAvgPool2d(1)] + ([] if cfg.get("keepdims", False) else [L.Flatten()])
-        elif cls == "Flatten":
-            new = [L.Flatten()]
-        elif cls in ("Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise"):
-            new = [L.Dropout()]
-        elif cls == "Activation":
-            new = [_activation(cfg.get("activation"), where)]
-        elif cls == "ReLU":
-            if cfg.get("max_value") is not None or cfg.get("threshold", 0) not in (0, 0.0):
-                raise ValueError(f"{where}: max_value/threshold are not supported")
-            slope = float(cfg.get("negative_slope", 0.0) or 0.0)
-            new = [L.LeakyReLU(slope) if slope else L.ReLU()]
-        elif cls == "LeakyReLU":
-            new = [L.LeakyReLU(float(cfg.get("negative_slope", cfg.get("alpha", 0.3))))]
-        elif cls == "Softmax":
-            if cfg.get("axis", -1) not in (-1, [-1]):
-                raise ValueError(f"{where}: softmax over axis {cfg.get('axis')} is not supported (only -1)")
-            new = [L.Softmax()]
-        elif cls == "BatchNormalization":
-            axis = cfg.get("axis", -1)
-            axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-            rank = len(shape) + 1 if shape is not None else None
-            if axis not in (-1, rank - 1 if rank else -1):
-                raise ValueError(f"{where}: BatchNormalization over axis {axis} is not supported (only the channels, -1)")
-            vars_ = weights.get(name)
-            scale, center = cfg.get("scale", True), cfg.get("center", True)
-            if len(vars_) != 2 + int(scale) + int(center):
-                raise ValueError(f"{where}: expected {2 + int(scale) + int(center)} weights, got {len(vars_)}")
-            n = vars_[-1].shape[0] if vars_[-1].shape else 0
-            it = iter(vars_)
-            gamma = _read(next(it), (n,), f"{where} gamma") if scale else None
-            beta = _read(next(it), (n,), f"{where} beta") if center else None
-            mean, var = _read(next(it), (n,), f"{where} moving_mean"), _read(next(it), (n,), f"{where} moving_variance")
-            if hwc is not None:  # per-feature statistics after a Flatten: into fastlrp's (c, y, x) order
-                h, wd, c = hwc
-                perm = np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()
-                gamma, beta = (None if gamma is None else gamma[perm]), (None if beta is None else beta[perm])
-                mean, var = mean[perm], var[perm]
-            image = shape is not None and len(shape) == 3 or (shape is None and last_is_image(layers))
-            new = [(L.BatchNorm2d if image else L.BatchNorm1d)(mean, var, gamma, beta, eps=float(cfg.get("epsilon", 1e-3)))]
-        else:
-            raise ValueError(f"{where}: layer type {cls!r} is not supported; supported: {', '.join(SUPPORTED)}")
+        image = shape is not None and len(shape) == 3 or (shape is None and last_is_image(layers))
+        new, hwc = _convert(cls, cfg, where, weights, name, shape, hwc, image)
         for layer in new:
             if layer is None:
                 continue
@@ -308,6 +228,259 @@ def _build(config, weights, input_shape, path) -> Sequential:
     if not layers:
         raise ValueError(f"{path}: the model has no layers")
     return Sequential(layers)
+
+
+def _convert(cls, cfg, where, weights, name, shape, hwc, image):
+    """The fastlrp layers (None entries: no-op activations) for one Keras layer, and the pending
+    Flatten (H, W, C) left for the next Dense/BatchNormalization (None once it is consumed).
+    ``shape``: the layer's input shape (H, W, C) or (features,) if known; ``image``: whether
+    its input is an image."""
+    new = []
+    if cls == "Dense":
+        vars_ = weights.get(name)
+        units = cfg.get("units")
+        if not vars_ or not isinstance(units, int):
+            raise ValueError(f"{where}: missing weights or units")
+        kshape = tuple(vars_[0].shape)
+        if len(kshape) != 2 or kshape[1] != units:
+            raise ValueError(f"{where}: kernel of shape {kshape} does not match units={units}")
+        kernel = _read(vars_[0], kshape, f"{where} kernel")
+        bias = _read(vars_[1], (units,), f"{where} bias") if cfg.get("use_bias", True) else None
+        w = kernel.T
+        if hwc is not None:
+            h, wd, c = hwc
+            if w.shape[1] != h * wd * c:
+                raise ValueError(f"{where}: expects {w.shape[1]} inputs, the Flatten gives {h * wd * c}")
+            w = w[:, np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()]
+            hwc = None
+        new = [L.Dense(np.ascontiguousarray(w), bias), _activation(cfg.get("activation"), where)]
+    elif cls == "Conv2D":
+        if cfg.get("groups", 1) != 1:
+            raise ValueError(f"{where}: groups={cfg.get('groups')} is not supported (only 1)")
+        vars_ = weights.get(name)
+        if not vars_ or len(vars_[0].shape) != 4:
+            raise ValueError(f"{where}: missing or malformed kernel")
+        kshape = tuple(vars_[0].shape)
+        kernel = _read(vars_[0], kshape, f"{where} kernel")
+        bias = _read(vars_[1], (kshape[3],), f"{where} bias") if cfg.get("use_bias", True) else None
+        kh, kw = kshape[:2]
+        stride = _pair(cfg.get("strides", 1), f"{where} strides")
+        dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
+        pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
+        new = [L.Conv2d(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias, stride, pad, dil),
+               _activation(cfg.get("activation"), where)]
+    elif cls in ("MaxPooling2D", "AveragePooling2D"):
+        pool = _pair(cfg.get("pool_size", 2), f"{where} pool_size")
+        strides = cfg.get("strides")
+        stride = pool if strides is None else _pair(strides, f"{where} strides")
+        if cfg.get("padding", "valid") != "valid":
+            raise ValueError(f"{where}: padding {cfg.get('padding')!r} is not supported for pooling (only 'valid')")
+        new = [(L.MaxPool2d if cls == "MaxPooling2D" else L.AvgPool2d)(pool, stride)]
+    elif cls == "GlobalAveragePooling2D":
+        new = [L.AdaptiveAvgPool2d(1)] + ([] if cfg.get("keepdims", False) else [L.Flatten()])
+    elif cls == "Flatten":
+        new = [L.Flatten()]
+    elif cls in ("Dropout", "SpatialDropout2D", "GaussianDropout", "GaussianNoise"):
+        new = [L.Dropout()]
+    elif cls == "Activation":
+        new = [_activation(cfg.get("activation"), where)]
+    elif cls == "ReLU":
+        if cfg.get("max_value") is not None or cfg.get("threshold", 0) not in (0, 0.0):
+            raise ValueError(f"{where}: max_value/threshold are not supported")
+        slope = float(cfg.get("negative_slope", 0.0) or 0.0)
+        new = [L.LeakyReLU(slope) if slope else L.ReLU()]
+    elif cls == "LeakyReLU":
+        new = [L.LeakyReLU(float(cfg.get("negative_slope", cfg.get("alpha", 0.3))))]
+    elif cls == "Softmax":
+        if cfg.get("axis", -1) not in (-1, [-1]):
+            raise ValueError(f"{where}: softmax over axis {cfg.get('axis')} is not supported (only -1)")
+        new = [L.Softmax()]
+    elif cls == "BatchNormalization":
+        axis = cfg.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        rank = len(shape) + 1 if shape is not None else None
+        if axis not in (-1, rank - 1 if rank else -1):
+            raise ValueError(f"{where}: BatchNormalization over axis {axis} is not supported (only the channels, -1)")
+        vars_ = weights.get(name)
+        scale, center = cfg.get("scale", True), cfg.get("center", True)
+        if len(vars_) != 2 + int(scale) + int(center):
+            raise ValueError(f"{where}: expected {2 + int(scale) + int(center)} weights, got {len(vars_)}")
+        n = vars_[-1].shape[0] if vars_[-1].shape else 0
+        it = iter(vars_)
+        gamma = _read(next(it), (n,), f"{where} gamma") if scale else None
+        beta = _read(next(it), (n,), f"{where} beta") if center else None
+        mean, var = _read(next(it), (n,), f"{where} moving_mean"), _read(next(it), (n,), f"{where} moving_variance")
+        if hwc is not None:  # per-feature statistics after a Flatten: into fastlrp's (c, y, x) order
+            h, wd, c = hwc
+            perm = np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()
+            gamma, beta = (None if gamma is None else gamma[perm]), (None if beta is None else beta[perm])
+            mean, var = mean[perm], var[perm]
+        new = [(L.BatchNorm2d if image else L.BatchNorm1d)(mean, var, gamma, beta, eps=float(cfg.get("epsilon", 1e-3)))]
+    else:
+        raise ValueError(f"{where}: layer type {cls!r} is not supported; supported: {', '.join(SUPPORTED)}")
+    return new, hwc
+
+def _history(value, found):
+    """Collects the source layer names of a Keras 3 inbound node's arguments (keras tensors,
+    possibly in lists) into ``found``."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            hist = value.get("config", {}).get("keras_history")
+            if not (isinstance(hist, list) and hist and isinstance(hist[0], str)):
+                raise ValueError(f"a keras tensor without a valid keras_history: {hist!r}")
+            found.append(hist[0])
+    elif isinstance(value, list):
+        for v in value:
+            _history(v, found)
+    return found
+
+
+def _inbound(entry, where):
+    """The names of the layers a functional layer is called on (one call only)."""
+    nodes = entry.get("inbound_nodes", [])
+    if not isinstance(nodes, list):
+        raise ValueError(f"{where}: inbound_nodes must be a list")
+    if len(nodes) > 1:
+        raise ValueError(f"{where}: the layer is called {len(nodes)} times (shared layers are not supported)")
+    if not nodes:
+        return []
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+        return _history(node.get("args", []), [])
+    if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
+        if not all(isinstance(n, list) and n and isinstance(n[0], str) for n in node):
+            raise ValueError(f"{where}: malformed inbound node {node!r}")
+        return [n[0] for n in node]
+    raise ValueError(f"{where}: malformed inbound node {node!r}")
+
+
+def _sym_padding(pad, where):
+    """ZeroPadding2D's ((top, bottom), (left, right)) as a symmetric (ph, pw)."""
+    if isinstance(pad, int):
+        return (pad, pad)
+    if isinstance(pad, list) and len(pad) == 2 and all(isinstance(v, int) for v in pad):
+        return tuple(pad)
+    if (isinstance(pad, list) and len(pad) == 2 and all(isinstance(v, list) and len(v) == 2 for v in pad)
+            and all(isinstance(x, int) for v in pad for x in v)):
+        (t, b), (left, r) = pad
+        if t == b and left == r:
+            return (t, left)
+    raise ValueError(f"{where}: padding {pad!r} is not supported (only symmetric padding)")
+
+
+def _build_functional(config, weights, input_shape, path):
+    """A Keras functional model as a graph :class:`fastlrp.Model` (node names: the Keras layer
+    names; a fused activation is ``<name>.activation``). ZeroPadding2D is folded into the
+    Conv2D or pooling layer it feeds (zero padding before a max pool only after a ReLU, where
+    it equals the pool's own padding)."""
+    from ..graph import Input, Model
+
+    cfg = config.get("config", {})
+    entries = cfg.get("layers")
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: the model config has no list of layers")
+    outs = cfg.get("output_layers")
+    outs = outs[0] if isinstance(outs, list) and len(outs) == 1 and isinstance(outs[0], list) else outs
+    if not (isinstance(outs, list) and outs and isinstance(outs[0], str)):
+        raise ValueError(f"{path}: expected one output layer, got {cfg.get('output_layers')!r}")
+    state, x = {}, None  # Keras layer name -> dict(t=node, shape=(H, W, C) or (F,), hwc, pad, relu)
+    for k, entry in enumerate(entries):
+        cls = entry.get("class_name") if isinstance(entry, dict) else None
+        lcfg = entry.get("config", {}) if isinstance(entry, dict) else {}
+        name = lcfg.get("name") or (entry.get("name") if isinstance(entry, dict) else None) or f"#{k}"
+        where = f"{path}: layer {k} '{name}' ({cls})"
+        if not isinstance(lcfg, dict):
+            raise ValueError(f"{where}: malformed config")
+        if lcfg.get("data_format", "channels_last") != "channels_last":
+            raise ValueError(f"{where}: data_format {lcfg.get('data_format')!r} is not supported (only channels_last)")
+        if cls == "InputLayer":
+            if x is not None:
+                raise ValueError(f"{where}: a second input; fastlrp models take one")
+            bs = lcfg.get("batch_shape") or lcfg.get("batch_input_shape")
+            shape = tuple(input_shape) if input_shape is not None else (
+                tuple(bs[1:]) if isinstance(bs, list) and len(bs) in (2, 4) and all(isinstance(v, int) for v in bs[1:])
+                else None)
+            if shape is None:
+                raise ValueError(f"{where}: the file does not record the input shape: pass input_shape=(H, W, C)")
+            x = Input(None, name="input")
+            state[name] = dict(t=x, shape=shape, hwc=None, pad=None, relu=False)
+            continue
+        srcs = []
+        for i in _inbound(entry, where):
+            if i not in state:
+                raise ValueError(f"{where}: input layer {i!r} is not an earlier layer")
+            srcs.append(state[i])
+        if not srcs:
+            raise ValueError(f"{where}: the layer has no inputs")
+        if any(s["pad"] for s in srcs) and cls not in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+            raise ValueError(f"{where}: a ZeroPadding2D feeds it; only Conv2D and pooling layers may follow one")
+        if cls in ("Add", "Concatenate"):
+            if any(s["hwc"] for s in srcs):
+                raise ValueError(f"{where}: joins of flattened images are not supported")
+            if cls == "Add":
+                layer, shape = L.Add(), srcs[0]["shape"]
+            else:
+                axis = lcfg.get("axis", -1)
+                if axis not in (-1, len(srcs[0]["shape"])):
+                    raise ValueError(f"{where}: axis={axis} is not supported (only the channels, -1)")
+                shape = srcs[0]["shape"][:-1] + (sum(s["shape"][-1] for s in srcs),)
+                layer = L.Concat(1)
+            try:
+                t = layer(*(s["t"] for s in srcs), name=name)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            state[name] = dict(t=t, shape=shape, hwc=None, pad=None, relu=False)
+            continue
+        if len(srcs) != 1:
+            raise ValueError(f"{where}: takes {len(srcs)} inputs; only Add and Concatenate join tensors")
+        src = srcs[0]
+        if cls == "ZeroPadding2D":
+            if src["pad"]:
+                raise ValueError(f"{where}: two ZeroPadding2D in a row are not supported")
+            state[name] = dict(src, pad=_sym_padding(lcfg.get("padding", 1), where))
+            continue
+        shape = src["shape"]
+        if src["pad"]:  # the layer sees the padded image
+            shape = (shape[0] + 2 * src["pad"][0], shape[1] + 2 * src["pad"][1], shape[2])
+        new, hwc = _convert(cls, lcfg, where, weights, name, shape, src["hwc"], len(shape) == 3)
+        new = [layer for layer in new if layer is not None]
+        if src["pad"]:
+            new[0] = _with_padding(new[0], src["pad"], src["relu"], where)
+        t, relu = src["t"], src["relu"]
+        for j, layer in enumerate(new):
+            chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+            in_chw = chw if not (j == 0 and src["pad"]) else (shape[2], src["shape"][0], src["shape"][1])
+            try:
+                out = layer.output_shape(in_chw)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            if isinstance(layer, L.Flatten) and len(chw) == 3 and chw[1] * chw[2] > 1:
+                hwc = shape
+            shape = (out[1], out[2], out[0]) if len(out) == 3 else tuple(out)
+            t = layer(t, name=name if j == 0 else f"{name}.{type(layer).__name__.lower()}")
+            relu = isinstance(layer, L.ReLU) or (relu and isinstance(layer, (L.MaxPool2d, L.Dropout, L.Identity)))
+        state[name] = dict(t=t, shape=shape, hwc=hwc, pad=None, relu=relu)
+    if x is None:
+        raise ValueError(f"{path}: the model has no InputLayer")
+    if outs[0] not in state or state[outs[0]]["t"] is x:
+        raise ValueError(f"{path}: the output layer {outs[0]!r} is not a layer of the model")
+    try:
+        return Model(x, state[outs[0]]["t"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _with_padding(layer, pad, after_relu, where):
+    """A Conv2D/pooling layer that reads a ZeroPadding2D's output, as one layer with that padding."""
+    if isinstance(layer, L.Conv2d) and layer.padding == (0, 0):
+        return L.Conv2d(layer.weight, layer.bias, layer.stride, pad, layer.dilation)
+    if isinstance(layer, L.AvgPool2d) and layer.padding == (0, 0):
+        return L.AvgPool2d(layer.kernel_size, layer.stride, pad, count_include_pad=True)
+    if isinstance(layer, L.MaxPool2d) and layer.padding == (0, 0):
+        if not after_relu:  # zeros equal the pool's own (ignored) padding only for inputs >= 0
+            raise ValueError(f"{where}: ZeroPadding2D before a max pool is supported only after a ReLU")
+        return L.MaxPool2d(layer.kernel_size, layer.stride, pad)
+    raise ValueError(f"{where}: a ZeroPadding2D before {layer!r} is not supported (only before a valid Conv2D or pool)")
 
 
 def _recorded_input(config, entries):
