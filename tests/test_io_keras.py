@@ -80,8 +80,15 @@ def test_keras_bad_files(tmp_path):
         cfg["class_name"] = "Functional"
 
     _rewrite_config(src, tmp_path / "func.keras", functional)
-    with pytest.raises(ValueError, match="expected a Keras Sequential"):
+    with pytest.raises(ValueError, match="expected one output layer"):  # a Sequential's config has none
         fl.from_keras(tmp_path / "func.keras")
+
+    def custom(cfg):
+        cfg["class_name"] = "MyModel"
+
+    _rewrite_config(src, tmp_path / "custom.keras", custom)
+    with pytest.raises(ValueError, match="expected a Keras Sequential or functional model, got 'MyModel'"):
+        fl.from_keras(tmp_path / "custom.keras")
 
     data = open(src, "rb").read()
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
