@@ -20,13 +20,15 @@ EXPECTED = np.load(os.path.join(DATA, "keras_expected.npz"))
 
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])
-@pytest.mark.parametrize("name", ["mlp", "cnn", "gap"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gap", "func"])
 def test_keras_files_written_by_keras3(name, ext):
     """Files written by real Keras 3 (tests/data/make_keras_fixtures.py) against Keras's outputs."""
     model = fl.from_keras(os.path.join(DATA, f"keras_{name}.{ext}"))
     x = EXPECTED[f"{name}_x"]
     xn = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
     fwd_close(model.forward(xn), EXPECTED[f"{name}_y"])
+    if name == "func":
+        assert isinstance(model, fl.Model) and {"add", "concatenate"} <= set(model.names)
     if name != "gap":  # relevance: the .keras and .h5 loads agree, and with the native rebuild
         other = fl.from_keras(os.path.join(DATA, f"keras_{name}.{'h5' if ext == 'keras' else 'keras'}"))
         same_relevance(model, other, xn)
@@ -41,7 +43,7 @@ def test_keras_live_round_trip(tmp_path):
     spec.loader.exec_module(mk)
     mk.main(str(tmp_path))
     exp = np.load(tmp_path / "keras_expected.npz")
-    for name in ("mlp", "cnn", "gap"):
+    for name in ("mlp", "cnn", "gap", "func"):
         x = exp[f"{name}_x"]
         model = fl.from_keras(tmp_path / f"keras_{name}.keras")
         fwd_close(model.forward(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x), exp[f"{name}_y"])
@@ -99,3 +101,16 @@ def test_keras_bad_files(tmp_path):
         fl.from_keras(tmp_path / "junk.h5")
 
 
+
+
+def test_keras_applications_resnet50(tmp_path):
+    """keras.applications.ResNet50(weights=None) saved by Keras loads as a graph with h5py only
+    and computes Keras's output (skipped without Keras: it is not a test extra)."""
+    keras = pytest.importorskip("keras")
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3))
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
+    expected = np.asarray(model.predict(x, verbose=0))
+    model.save(tmp_path / "r50.keras")
+    ours = fl.from_keras(tmp_path / "r50.keras")
+    assert isinstance(ours, fl.Model) and sum(isinstance(n.layer, fl.Add) for n in ours.nodes) == 16
+    fwd_close(ours(x.transpose(0, 3, 1, 2)), expected)

@@ -24,7 +24,15 @@ def models(keras):
                             L.Dense(3), L.Softmax()], name="cnn")
     gap = keras.Sequential([keras.Input((8, 8, 2)), L.Conv2D(4, 3, strides=2), L.LeakyReLU(negative_slope=0.1),
                             L.GlobalAveragePooling2D(), L.Dense(2, use_bias=False)], name="gap")
-    return {"mlp": mlp, "cnn": cnn, "gap": gap}
+    # functional: a residual join, a concatenation, ZeroPadding2D before a conv and a max pool
+    inp = keras.Input((10, 10, 3))
+    h = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(4, 3)(L.ZeroPadding2D(1)(inp))))
+    s = L.Conv2D(4, 1)(L.Conv2D(4, 3, padding="same", activation="relu")(h))
+    a = L.ReLU()(L.Add()([h, s]))
+    p = L.MaxPooling2D(3, strides=2)(L.ZeroPadding2D(1)(a))
+    c = L.Concatenate()([p, L.Conv2D(2, 1, activation="relu")(p)])
+    func = keras.Model(inp, L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(c)), name="func")
+    return {"mlp": mlp, "cnn": cnn, "gap": gap, "func": func}
 
 
 def main(out_dir):
