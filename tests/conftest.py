@@ -1,5 +1,11 @@
+import os
+
 import numpy as np
 import pytest
+
+# Keras 3 (a test extra, to write the loader tests' files live) runs on the torch backend here;
+# its default, TensorFlow, is not installed. fastlrp itself never imports Keras.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import fastlrp as fl
 
