@@ -89,7 +89,8 @@ def test_explain_toolbox_text_model(rng, tmp_path):
     x = rng.uniform(-1, 1, size=(5, 10, 10, 1))
     np.save(tmp_path / "x.npy", x)
     info = run("info", tmp_path / "m.txt", "--input-shape", "10,10,1")
-    assert info.returncode == 0, info.stderr and "Conv2d" in info.stdout
+    assert info.returncode == 0, info.stderr
+    assert "Conv2d" in info.stdout
     out = run("explain", tmp_path / "m.txt", tmp_path / "x.npy", "--out", tmp_path / "r.npz", "--rule", "epsilon:0.01")
     assert out.returncode == 0, out.stderr
     native = net.to_sequential(input_shape=(10, 10, 1))
@@ -150,3 +151,27 @@ def test_bench_suite_repeat(tmp_path):
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("| mlp | 1 |") and "(" in ln.split("|")[6])
     assert f"({ratios[0]:.1f}-{ratios[1]:.1f})" in line
     assert run("bench", "--repeat", "0").returncode != 0
+
+
+def test_cli_missing_reader_and_missing_shape_are_one_line(tmp_path, monkeypatch, capsys, rng):
+    """A missing optional package (h5py for Keras files) and a toolbox CNN without
+    --input-shape: one line on stderr naming what to do, exit code 1, no traceback."""
+    import importlib.util
+
+    from fastlrp import cli
+    from fastlrp.toolbox import model_io, modules
+
+    (tmp_path / "m.h5").write_bytes(b"not read")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "h5py" else real(name, *a))
+    assert cli.main(["info", str(tmp_path / "m.h5")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install h5py" in err[0] and "Traceback" not in err[0]
+    monkeypatch.undo()
+
+    net = modules.Sequential([modules.Convolution(filtersize=(3, 3, 1, 2), stride=(1, 1)), modules.Rect(),
+                              modules.Flatten(), modules.Linear(8 * 8 * 2, 3)])
+    model_io.write(net, tmp_path / "cnn.txt")
+    assert cli.main(["info", str(tmp_path / "cnn.txt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--input-shape H,W,C" in err[0]

@@ -247,6 +247,26 @@ def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path, rng, toolbox_cla
     assert not target.exists()
 
 
+class _AllocatesArray:
+    def __reduce__(self):
+        return (np.ndarray, ((2**28,),))  # 2 GiB of float64 if numpy.ndarray were called
+
+
+def test_pickle_claiming_a_huge_array_allocates_nothing(tmp_path):
+    import tracemalloc
+
+    p = tmp_path / "big.nn"
+    p.write_bytes(pickle.dumps(_AllocatesArray(), protocol=2))
+    tracemalloc.start()  # numpy reports its data allocations to tracemalloc
+    try:
+        with pytest.raises(ValueError, match="refused: a direct call of numpy.ndarray"):
+            model_io.read(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+
+
 def test_pickle_of_something_else_is_refused(tmp_path):
     p = tmp_path / "x.nn"
     p.write_bytes(pickle.dumps({"modules": [1, 2]}))

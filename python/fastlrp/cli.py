@@ -39,7 +39,13 @@ def load_model(path: str, sample_shape=None):
         tb = model_io.read(path)
         if tb.modules and type(tb.modules[-1]).__name__ == "SoftMax":
             del tb.modules[-1]  # as the toolbox demos: explain the scores (fastlrp would skip it anyway)
-        return tb.to_sequential(input_shape=sample_shape)
+        try:
+            return tb.to_sequential(input_shape=sample_shape)
+        except ValueError as exc:
+            if sample_shape is None and "input_shape" in str(exc):
+                raise ValueError(f"{path}: this toolbox model flattens images and the file does not record their "
+                                 "size: pass --input-shape H,W,C") from None
+            raise
     supported = ", ".join(f"{k} ({v})" for k, v in MODEL_FORMATS.items())
     raise ValueError(f"{path}: unsupported model format {suffix or '(none)'!r}; supported: {supported}")
 
@@ -251,7 +257,7 @@ def main(argv=None) -> int:
             cmd_info(args)
         else:
             cmd_explain(args)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # ImportError: an optional reader's package
         print(f"fastlrp {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

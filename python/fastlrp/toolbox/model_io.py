@@ -274,7 +274,7 @@ def _numpy_allowed() -> dict:
         allowed[(mod, "scalar")] = _scalar
     for mod in ("numpy.core.numeric", "numpy._core.numeric"):
         allowed[(mod, "_frombuffer")] = _frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
+    allowed[("numpy", "ndarray")] = _NDARRAY
     allowed[("numpy", "dtype")] = _dtype
     for mod in ("copy_reg", "copyreg"):
         allowed[(mod, "_reconstructor")] = _reconstructor
@@ -282,6 +282,17 @@ def _numpy_allowed() -> dict:
         allowed[(mod, "object")] = object
     allowed[("_codecs", "encode")] = _latin1  # how Python 3 writes bytes at protocol 2
     return allowed
+
+
+class _NdarrayName:
+    """``numpy.ndarray`` as a pickle names it: accepted as ``_reconstruct``'s first argument,
+    never called (``numpy.ndarray((2**28,))`` in a file would allocate whatever it claims)."""
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("refused: a direct call of numpy.ndarray (it would allocate the claimed shape)")
+
+
+_NDARRAY = _NdarrayName()
 
 
 def _latin1(text, encoding="latin1"):
@@ -293,7 +304,7 @@ def _latin1(text, encoding="latin1"):
 def _reconstruct(subtype, shape, dtype):
     """numpy's _reconstruct for plain ndarrays; the shape it allocates is always empty
     (numpy writes (0,), the real shape comes with the state), so a file cannot make it allocate."""
-    if subtype is not np.ndarray:
+    if subtype is not _NDARRAY:
         raise pickle.UnpicklingError("refused: _reconstruct of anything but numpy.ndarray")
     dt = dtype if isinstance(dtype, np.dtype) else _dtype(dtype)
     return np.ndarray.__new__(np.ndarray, (0,), dt)
