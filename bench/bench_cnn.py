@@ -3,7 +3,7 @@ fastlrp's convolutions and VGG-16's peak memory.
 
     python bench/bench_cnn.py [--nets lenet,vgg16] [--quick] [--out results.md]
 
-Networks as in shared/specs/peers.md (random He weights, seed 0, float32). One sample = one
+MLP, LeNet and VGG-16 (random He weights, seed 0, float32). One sample = one
 image explained (forward + LRP of the predicted class, seeded with logit * onehot(argmax)).
 Composites: epsilon_plus_flat (zennit EpsilonPlusFlat) and epsilon_gamma_box(-3, 3) (zennit
 EpsilonGammaBox(low=-3, high=3)). Every case first checks that the relevances agree.

@@ -1,6 +1,6 @@
 """MLP benchmark: fastlrp against its numpy reference and zennit, in one run.
 
-The MLP of shared/specs/peers.md: 105-512-256-128-64-2, ReLU, He-initialised random weights
+The benchmark MLP: 105-512-256-128-64-2, ReLU, He-initialised random weights
 (fixed seed), float32. One sample = one input row explained (forward pass + LRP of the predicted
 class, relevance seeded with logit * onehot(argmax)).
 

@@ -11,7 +11,7 @@ param)``, as a toolbox script does; rules 'epsilon' (0.01) and 'alphabeta' (alph
 The peer is fastlrp.toolbox.reference: the toolbox's formulas computed as the toolbox computes
 them in numpy (an (N, in, out) tensor per Linear layer, one window at a time for convolutions
 and pools). The toolbox itself is not on PyPI and cannot be fetched here, so this is the
-algorithm, not its code; peers.md's figures for the real toolbox give the order of magnitude.
+algorithm, not its code; the figures measured earlier for the real toolbox (not reproducible here) give the order of magnitude.
 Every case first checks that both agree to 1e-10, then times: warm-up, median of repeats.
 
     python bench/bench_toolbox.py [--quick] [--out results.md]

@@ -92,7 +92,7 @@ def test_graph_presets_and_targets(rng, dtype, preset):
 
 
 def test_conservation_lrp0(rng):
-    """graphs.md: LRP-0, zero biases, Add/Concat joins: the relevance sum is conserved from the
+    """docs/rules.md (Graphs): LRP-0, zero biases, Add/Concat joins: the relevance sum is conserved from the
     output to the input, and through every Add on the main path (each is a cut of the graph)."""
     m = residual_model(rng, np.float64, bias=False, bn=False)
     comp = fl.Composite([(fl.Dense, rules.Epsilon(0)), (fl.Conv2d, rules.Epsilon(0)), (fl.Add, rules.Epsilon(0)),

@@ -67,7 +67,7 @@ def test_torchvision_forward(name):
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 @pytest.mark.parametrize("composite", ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
 def test_resnet_relevance_equals_zennit(name, composite):
-    """graphs.md's canonical check: float64, relative 1e-6 of the largest |R| per sample.
+    """docs/rules.md (Graphs)'s canonical check: float64, relative 1e-6 of the largest |R| per sample.
 
     zennit's canonizer merges each BatchNorm into its conv and then leaves the BatchNorm in
     place as mean 0, var 1, weight 1, bias 0 with its own eps: x / sqrt(1 + eps), a factor

@@ -13,7 +13,7 @@ from conftest import DTYPES, assert_close
 
 A = np.array([[1.0, 2.0]])
 W = np.array([[3.0, -1.0]])
-E = 1e-6  # rules.md's stabiliser
+E = 1e-6  # docs/rules.md's stabiliser
 
 
 def explain_one(rule, bias=1.0, dtype=np.float64, a=A):
@@ -50,7 +50,7 @@ def test_hand_computed(name, rule, bias, expected, dtype):
 
 
 def test_gamma_zero_preactivation_passes_nothing():
-    # b = -1 makes z = 0 exactly: rules.md says output j passes no relevance
+    # b = -1 makes z = 0 exactly: docs/rules.md says output j passes no relevance
     r = explain_one(rules.Gamma(0.25), bias=-1.0)
     assert np.array_equal(r, [[0.0, 0.0]])
 

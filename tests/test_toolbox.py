@@ -1,6 +1,6 @@
 """fastlrp.toolbox: the numpy toolbox's files, classes and rule conventions.
 
-Files are written here from the format description (lrp-toolbox-format.md); relevance is
+Files are written here from the toolbox's documented file format; relevance is
 compared with the toolbox's formulas in fastlrp/toolbox/reference.py (float64, rtol 1e-10).
 """
 

@@ -313,7 +313,7 @@ def _one(v, what):
 
 def _fold(nodes):
     """Folds a BatchNorm into the Conv2d/Dense before it when that layer's output feeds nothing
-    else (rules.md: canonizers). nodes: (name, layer, input names) in topological order."""
+    else (docs/rules.md: canonizers). nodes: (name, layer, input names) in topological order."""
     from .model import _fold as fold_chain
 
     consumers = {}

@@ -150,7 +150,7 @@ class SELU(_Elementwise):
 
 
 class Softmax(_Elementwise):
-    """Softmax over the features; as the last layer it is skipped by LRP (rules.md)."""
+    """Softmax over the features; as the last layer it is skipped by LRP (docs/rules.md)."""
     _code = 7
 
 

@@ -1,7 +1,7 @@
 """The slow, obviously correct numpy reference: every rule written from its formula.
 
 Everything here materialises the ``(N, in, out)`` contribution tensor ``c_ij`` and applies
-``R_i = sum_j c_ij R_j / stab(sum_i c_ij + d_j)`` literally (rules.md). It is for tests and
+``R_i = sum_j c_ij R_j / stab(sum_i c_ij + d_j)`` literally (docs/rules.md). It is for tests and
 benchmarks on small problems, never for production use.
 """
 

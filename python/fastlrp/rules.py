@@ -1,7 +1,7 @@
 """LRP rules: small immutable descriptions with validated parameters.
 
 Rules hold no arithmetic: the C++ kernels (``src/cpp/include/fastlrp/dense.hpp``) and the
-numpy reference (:mod:`fastlrp.reference`) implement the formulas of ``rules.md``. In every
+numpy reference (:mod:`fastlrp.reference`) implement the formulas of ``docs/rules.md``. In every
 formula ``R_i = sum_j c_ij R_j / stab(sum_i c_ij + d_j)`` with ``stab(z) = z + eps*s(z)``,
 ``s(0) = +1``, ``eps = 1e-6`` unless the rule says otherwise, and a zero denominator passes
 no relevance.
@@ -22,7 +22,7 @@ class Rule:
     """Base class of the rules. ``_kind`` is the C++ ``RuleKind`` code."""
 
     _kind = -1
-    #: eps_s of every rule but Epsilon (rules.md); fastlrp.toolbox's rules use the toolbox's own
+    #: eps_s of every rule but Epsilon (docs/rules.md); fastlrp.toolbox's rules use the toolbox's own
     _stabilizer = 1e-6
 
     #: parameters handed to the kernel (epsilon, alpha, beta, gamma)

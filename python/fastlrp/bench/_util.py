@@ -35,7 +35,7 @@ def timeit(fn, min_time=0.05, repeats=7, max_calls=None):
 
 
 def import_torchvision():
-    """torchvision's model code beside the CPU torch wheel (peers.md): PyPI's torchvision
+    """torchvision's model code beside the CPU torch wheel these machines carry: PyPI's torchvision
     registers fake kernels for compiled operators that this torch does not have ("operator
     torchvision::nms does not exist"); the model definitions need none of them, so such a
     registration is skipped instead of failing the import. Raises ImportError without it."""
@@ -72,7 +72,7 @@ def import_torchvision():
 
 def import_zennit():
     """(torch, zennit) or (None, reason). zennit 0.5.1 imports torchvision's ResNet only for a
-    canonizer; without torchvision we give it placeholder modules (peers.md)."""
+    canonizer; without torchvision we give it placeholder modules."""
     try:
         import torch
     except ImportError as exc:

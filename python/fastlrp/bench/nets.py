@@ -1,5 +1,5 @@
 """The benchmark networks with He-initialised random weights (fixed seed): those of
-shared/specs/peers.md as fastlrp models and, for the peers, as torch modules with the same
+the peer benchmarks (MLP, LeNet, VGG-16) as fastlrp models and, for the peers, as torch modules with the same
 weights; the numpy toolbox's MNIST networks as fastlrp.toolbox models."""
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def run_native(name, batches, threads_list, rules, peers, rows, records, quick):
                     close64()
                     explain, close = peers.zennit_explainer(tmodel, rule_name, canonizers)
                     # DenseNet: zennit has no canonizer for a BatchNorm before a conv and passes its
-                    # gradient, where fastlrp applies Epsilon to it (rules.md): the two differ by
+                    # gradient, where fastlrp applies Epsilon to it (docs/rules.md): the two differ by
                     # design; the time is what a zennit user has, shown with the difference
                     differs_by_design = name == "densenet121"
                     if err > 1e-6 and not differs_by_design:

@@ -6,7 +6,7 @@ Switch a toolbox script by changing its imports::
 
 ``model_io`` reads and writes the toolbox's text and ``.nn`` files (the latter safely),
 ``data_io`` its data files, ``modules`` has its layer classes. Rules follow the toolbox's
-conventions (``rules.md``, "Toolbox convention"), in float64; NHWC images as the toolbox.
+conventions (``docs/rules.md``, "Toolbox convention"), in float64; NHWC images as the toolbox.
 ``model.to_sequential()`` gives the native :class:`fastlrp.Sequential`.
 """
 

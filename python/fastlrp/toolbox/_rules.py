@@ -1,6 +1,6 @@
 """The numpy LRP toolbox's rule names and parameters, as rules of the C++ core.
 
-rules.md, "Toolbox convention": the toolbox's formulas are the default rules with other
+docs/rules.md, "Toolbox convention": the toolbox's formulas are the default rules with other
 stabilisers, so each toolbox rule becomes one :class:`ToolboxRule` per layer type:
 
 =============  ==========================  ============================  ======================

@@ -1,4 +1,4 @@
-"""Reading and writing the numpy LRP toolbox's model files (``../shared/specs/lrp-toolbox-format.md``).
+"""Reading and writing the numpy LRP toolbox's model files (the toolbox's formats as described below).
 
 - ``.txt``: the plain-text format, current and legacy (MLPs, one line per weight row), read
   strictly: every count, shape and number is checked before anything is allocated, and a

@@ -4,7 +4,7 @@ A toolbox script switches by changing its import (``from fastlrp.toolbox import 
 the classes keep the toolbox's names, constructor arguments, ``W``/``B`` attributes, NHWC
 data, float64 arithmetic and methods (``forward``, ``lrp``, ``set_lrp_parameters``,
 ``clean``, ``drop_softmax_output_layer``). Rules follow the toolbox convention of
-``rules.md`` (see :mod:`fastlrp.toolbox._rules`). fastlrp is inference-only: the training
+``docs/rules.md`` (see :mod:`fastlrp.toolbox._rules`). fastlrp is inference-only: the training
 methods raise ``NotImplementedError``.
 
 Differences from the toolbox, all deliberate:
@@ -12,7 +12,7 @@ Differences from the toolbox, all deliberate:
 - bad input raises ``ValueError``/``TypeError`` naming the layer (the toolbox prints or
   crashes later); an unknown rule name is an error, not a printed warning;
 - SoftMax subtracts the row maximum (same values, no overflow) and must be the last layer;
-- SumPool ``'alphabeta'`` computes rules.md's formula (the toolbox multiplies its beta
+- SumPool ``'alphabeta'`` computes docs/rules.md's formula (the toolbox multiplies its beta
   term by R twice, visible only on signed inputs);
 - a zero denominator (``'ww'`` over an all-zero weight column) passes no relevance instead
   of NaN;

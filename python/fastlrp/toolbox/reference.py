@@ -1,4 +1,4 @@
-"""The numpy LRP toolbox's formulas (rules.md, "Toolbox convention"), written out the slow and
+"""The numpy LRP toolbox's formulas (docs/rules.md, "Toolbox convention"), written out the slow and
 obvious way the toolbox computes them: an (N, in, out) tensor per Linear layer, one window at a
 time for convolutions and pools, float64. It is the reference of fastlrp.toolbox's tests and the
 toolbox-style peer of bench/bench_toolbox.py. Layers are plain tuples, so that nothing here
@@ -127,7 +127,7 @@ def lrp_layer(layer, X, Y, R, rule, param):
                 eps = 1e-12 if rule == "simple" else param
                 S = patch.sum(axis=(1, 2), keepdims=True)
                 rin = patch / (S + eps * sign(S)) * r
-            else:  # alphabeta, rules.md's formula with b = 0
+            else:  # alphabeta, docs/rules.md's formula with b = 0
                 alpha, beta = param, 1.0 - param
                 S = patch.sum(axis=(1, 2), keepdims=True)
                 P = (patch * (patch > 0)).sum(axis=(1, 2), keepdims=True) + 1e-16

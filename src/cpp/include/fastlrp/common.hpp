@@ -60,7 +60,7 @@ inline T stabilize(T z, T eps) {
   return z >= T(0) ? z + eps : z - eps;
 }
 
-// r / stab(z), with a zero denominator passing no relevance (rules.md: R_j / 0 := 0).
+// r / stab(z), with a zero denominator passing no relevance (docs/rules.md: R_j / 0 := 0).
 template <class T>
 inline T safe_ratio(T r, T z, T eps) {
   const T d = stabilize(z, eps);

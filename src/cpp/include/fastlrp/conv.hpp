@@ -1,7 +1,7 @@
 // Conv2d: forward pass and the backward pass of every LRP rule, as a Dense layer applied to
 // the patches of its input (im2col), one GEMM per tile of output pixels.
 //
-// rules.md's c_ij is defined over the receptive field of output j, padding contributing
+// docs/rules.md's c_ij is defined over the receptive field of output j, padding contributing
 // nothing: patches hold zeros there, so Epsilon/ZPlus/AlphaBeta/Gamma need no special case;
 // Flat, WSquare and ZBox, whose c_ij do not vanish with a_i, use per-position denominators
 // or shifts computed once from the patches of an all-ones (or the bounds') image.

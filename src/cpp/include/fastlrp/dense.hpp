@@ -1,6 +1,6 @@
 // Dense (fully connected) layer: forward pass and the backward pass of every LRP rule.
 //
-// Every rule is computed as rules.md prescribes: a forward-style product, an element-wise
+// Every rule is computed as docs/rules.md prescribes: a forward-style product, an element-wise
 // divide, a transposed product and an element-wise multiply -- never an (N, in, out) tensor.
 #pragma once
 
@@ -69,7 +69,7 @@ struct Dense {
     new (&W) Eigen::Map<const RowMatrix<T>>(data, rows, cols);
   }
 
-  // Prepared once per rule (rules.md's modified weights), reused by every call.
+  // Prepared once per rule (docs/rules.md's modified weights), reused by every call.
   // Two-weight rules (ZPlus, AlphaBeta, Gamma) use a weight pair (U, V):
   //   z1_j = sum_i a_i^+ u_ij + a_i^- v_ij + bu_j,   z2_j = sum_i a_i^+ v_ij + a_i^- u_ij + bv_j.
   RowMatrix<T> UV;      // [U; V] (2out, in)

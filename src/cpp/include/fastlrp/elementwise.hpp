@@ -1,4 +1,4 @@
-// Element-wise layers: activations (relevance passes through them unchanged, rules.md's Pass),
+// Element-wise layers: activations (relevance passes through them unchanged, docs/rules.md's Pass),
 // the row-wise output nonlinearities, and an affine map (a BatchNorm that could not be folded).
 #pragma once
 
@@ -19,7 +19,7 @@ enum class Activation : int {
   LogSoftmax = 8,
 };
 
-// Output nonlinearities that the backward pass skips when they end the model (rules.md).
+// Output nonlinearities that the backward pass skips when they end the model (docs/rules.md).
 inline bool is_output_nonlinearity(Activation a) {
   return a == Activation::Softmax || a == Activation::LogSoftmax || a == Activation::Sigmoid;
 }

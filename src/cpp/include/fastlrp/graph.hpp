@@ -328,7 +328,7 @@ class Graph {
         return;
       }
       case NodeKind::Add: {
-        // R_i = x_i * R / stab(z) (graphs.md: zennit's Norm rule on its Sum layer)
+        // R_i = x_i * R / stab(z) (docs/rules.md (Graphs): zennit's Norm rule on its Sum layer)
         const T eps = T(node.rule.epsilon);
         const ConstMatrixMap<T> Z = a.map(k);
         for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {

@@ -1,4 +1,4 @@
-// The LRP rules of ../shared/specs/rules.md as parameters; the arithmetic lives with each layer.
+// The LRP rules of docs/rules.md as parameters; the arithmetic lives with each layer.
 #pragma once
 
 #include <string>
@@ -30,7 +30,7 @@ inline const char* rule_name(RuleKind k) {
   return "?";
 }
 
-// Stabiliser of every rule but Epsilon (which brings its own): rules.md's eps_s.
+// Stabiliser of every rule but Epsilon (which brings its own): docs/rules.md's eps_s.
 constexpr double kStabilizer = 1e-6;
 
 struct RuleParams {
