@@ -23,7 +23,7 @@ def main(rows=None, out="adult-income"):
     test = test[:rows] if rows else test
     x = encoder.transform(table, test)                    # standardised numbers + one-hot categories
 
-    lrp = fl.LRP(model, "w2_epsilon")                     # WSquare first, Epsilon after
+    lrp = fl.LRP(model, "epsilon")                        # Epsilon on every layer (input-dependent)
     print(lrp)
     e = lrp(x, layerwise=True)                            # relevance starts at the logit (Sigmoid skipped)
     print(f"accuracy on {len(test)} test rows: {((e.output[:, 0] > 0) == y[test]).mean():.3f}")

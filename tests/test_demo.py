@@ -99,3 +99,20 @@ def test_features_and_layers_plots():
         plot.layers(fl.LRP(model, "epsilon_plus")(rng.normal(size=(3, 4))))
     fig = plot.grid([rng.normal(size=(5, 5)) for _ in range(3)], titles=["a", "b", "c"])
     assert len(fig.axes) == 3
+
+
+def test_demo_default_depends_on_the_input(tmp_path):
+    """The demo's default composite is Epsilon everywhere: an input that is 0 (an inactive
+    one-hot column) gets exactly 0 relevance, unlike w2_epsilon's WSquare first layer, which
+    shares relevance by squared weights whatever the input."""
+    from fastlrp.datasets import load_adult, load_income_model, split_indices
+
+    model, enc, meta = load_income_model()
+    table, y = load_adult()
+    _, test = split_indices(len(y), meta["split"]["seed"], meta["split"]["test_fraction"])
+    x = enc.transform(table, test)
+    e = demo.run(tmp_path, echo=lambda *a: None)["explanation"]
+    assert e.relevance.shape == x.shape and (x == 0).sum() > x.size // 4
+    assert (e.relevance[x == 0] == 0).all()
+    w2 = demo.run(tmp_path / "w2", composite="w2_epsilon", echo=lambda *a: None)["explanation"]
+    assert (w2.relevance[x == 0] != 0).any()

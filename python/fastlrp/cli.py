@@ -207,7 +207,8 @@ def main(argv=None) -> int:
                           description="Explain the census-income MLP shipped with fastlrp on the UCI Adult "
                                       "test set: accuracy, relevance per attribute, PNG charts.")
     demo.add_argument("--out", default="fastlrp-demo", help="folder for the PNGs and relevance.npz (default: %(default)s)")
-    demo.add_argument("--composite", default="w2_epsilon", help="composite preset (default: %(default)s)")
+    demo.add_argument("--composite", default="epsilon",
+                      help="composite preset (default: %(default)s; w2_epsilon ignores the input at the first layer)")
 
     def rule_options(p):
         g = p.add_mutually_exclusive_group()

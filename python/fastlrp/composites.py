@@ -21,7 +21,7 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Pass, Rule, WSquare, ZBox, Z
 __all__ = [
     "Composite", "ByType", "ByIndex", "First", "Name", "PRESETS", "get", "epsilon_plus",
     "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1",
-    "epsilon_alpha2_beta1_flat", "w2_epsilon",
+    "epsilon_alpha2_beta1_flat", "w2_epsilon", "epsilon",
 ]
 
 
@@ -259,6 +259,12 @@ def epsilon_alpha2_beta1_flat() -> Composite:
     return _base(AlphaBeta(2, 1), "epsilon_alpha2_beta1_flat").with_rule(First(*_linear()), Flat())
 
 
+def epsilon() -> Composite:
+    """Epsilon (1e-6) on every Dense and Conv2d: input-dependent from the first layer on (the
+    income demo's default, as the income analyses it follows used LRP-0/epsilon)."""
+    return Composite([(ByType(*_linear()), Epsilon())], name="epsilon")
+
+
 def w2_epsilon() -> Composite:
     """For MLPs on standardised tabular features: WSquare for the first layer, Epsilon after."""
     return Composite([(ByType(*_linear()), Epsilon()), (First(*_linear()), WSquare())], name="w2_epsilon")
@@ -266,6 +272,7 @@ def w2_epsilon() -> Composite:
 
 #: presets without required arguments, by name
 PRESETS = {
+    "epsilon": epsilon,
     "epsilon_plus": epsilon_plus,
     "epsilon_plus_flat": epsilon_plus_flat,
     "epsilon_alpha2_beta1": epsilon_alpha2_beta1,

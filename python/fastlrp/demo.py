@@ -14,7 +14,7 @@ from .datasets import load_adult, load_income_model, split_indices
 from .explain import LRP
 
 
-def run(out_dir="fastlrp-demo", composite: str = "w2_epsilon", echo=print) -> dict:
+def run(out_dir="fastlrp-demo", composite: str = "epsilon", echo=print) -> dict:
     """Run the demo; returns what it computed and wrote (for tests and scripts)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -55,7 +55,7 @@ def run(out_dir="fastlrp-demo", composite: str = "w2_epsilon", echo=print) -> di
     if composite == "w2_epsilon":
         echo("(WSquare at the first layer shares relevance by squared weights, whatever the input value:")
         echo(" attributes with many one-hot columns, like native-country's 42, collect relevance from")
-        echo(" inactive columns too. Compare: fastlrp demo --composite epsilon_plus)")
+        echo(" inactive columns too. The default, --composite epsilon, depends on the input values)")
 
     # a typical >50K prediction: the person at the median logit among those predicted >50K
     cand = np.flatnonzero(high) if high.any() else np.arange(len(logit))
@@ -70,8 +70,12 @@ def run(out_dir="fastlrp-demo", composite: str = "w2_epsilon", echo=print) -> di
     from . import plot
 
     files = {}
-    fig = plot.features(mean, names, top=len(names), title="Mean relevance per attribute (test set)",
-                        xlabel="relevance (+: towards >50K)")
+    # the two predicted groups side by side: a mean over everyone is dominated by the <=50K
+    # majority and would show every attribute pushing towards <=50K
+    fig = plot.feature_groups({f"predicted >50K ({int(high.sum())})": mean_high,
+                               f"predicted <=50K ({int((~high).sum())})": mean_low}, names,
+                              title="Mean relevance per attribute, by predicted class (test set)",
+                              xlabel="relevance (+: towards >50K)")
     files["attributes"] = out / "attributes.png"
     fig.savefig(files["attributes"], dpi=110)
     fig = plot.features(per_attr[person], [f"{n} = {table[n][row]}" for n in names], top=len(names),

@@ -115,6 +115,34 @@ def features(relevance, names, top: int = 20, title: str | None = None, xlabel: 
     return fig
 
 
+def feature_groups(groups: dict, names, title: str | None = None, xlabel: str = "relevance"):
+    """Side-by-side horizontal bars of several groups' relevance per feature (for example the
+    mean over the people predicted >50K and over those predicted <=50K), features ordered by
+    their largest |R| in any group."""
+    labels = list(groups)
+    values = np.array([np.asarray(groups[g], dtype=np.float64).ravel() for g in labels])
+    names = list(names)
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(f"feature_groups: expected {len(names)} values per group, got shape {values.shape}")
+    order = np.argsort(-np.abs(values).max(axis=0), kind="stable")[::-1]
+    fig = _figure((7, 0.42 * len(order) + 1.4))
+    ax = fig.add_subplot()
+    height = 0.8 / len(labels)
+    colors = ["#c0392b", "#2c7bb6", "#7f8c8d", "#27ae60"]
+    for g, label in enumerate(labels):
+        pos = np.arange(len(order)) + (g - (len(labels) - 1) / 2) * height
+        ax.barh(pos, values[g, order], height=height, color=colors[g % len(colors)], label=label)
+    ax.set_yticks(range(len(order)), [names[k] for k in order])
+    ax.axvline(0, color="black", linewidth=0.8)
+    lim = _limit(values) * 1.05
+    ax.set_xlim(-lim, lim)
+    ax.set_xlabel(xlabel)
+    ax.legend(loc="lower right", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def layers(explanation, sample: int | None = None, names=None, title: str | None = None):
     """The per-layer relevance matrix: one row per layer boundary, one column per unit.
 
