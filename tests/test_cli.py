@@ -175,3 +175,15 @@ def test_cli_missing_reader_and_missing_shape_are_one_line(tmp_path, monkeypatch
     assert cli.main(["info", str(tmp_path / "cnn.txt")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--input-shape H,W,C" in err[0]
+
+
+def test_bench_suite_toolbox_net_runs(tmp_path):
+    """The toolbox branch of the suite end to end (a quick LeNet-5 case), checked against the
+    toolbox's algorithm before it is timed."""
+    import json
+
+    out = run("bench", "--quick", "--nets", "toolbox-lenet5", "--threads", "1", "--json", tmp_path / "t.json")
+    assert out.returncode == 0, out.stderr
+    cases = json.load(open(tmp_path / "t.json"))["cases"]
+    assert [(c["net"], c["batch"]) for c in cases] == [("toolbox-lenet5", 16)]
+    assert cases[0]["peers"]["numpy"]["rel_diff"] < 1e-9

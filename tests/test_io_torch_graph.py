@@ -26,8 +26,6 @@ def zennit_or_skip():
     mods, why = import_zennit()
     if mods is None:
         pytest.skip(why)
-    import zennit.torchvision
-
     return mods[1]
 
 
@@ -76,7 +74,6 @@ def test_resnet_relevance_equals_zennit(name, composite):
     models here have eps = 0 (their variances are >= 0.5): both libraries then fold exactly
     and compute the same model."""
     zennit = zennit_or_skip()
-    import zennit.attribution
     import zennit.composites as zc
     from zennit.torchvision import ResNetCanonizer
 

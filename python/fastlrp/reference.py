@@ -220,7 +220,6 @@ def lrp(layers, rules, x, target=None):
     for layer in run:
         acts.append(forward_layer(layer, acts[-1]))
     logits = acts[-1]
-    n = logits.shape[0]
     start = _start(logits, target)
     per_layer = [start]
     if skip:

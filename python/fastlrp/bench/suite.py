@@ -300,8 +300,6 @@ def run_toolbox(name, batches, threads_list, rules, rows, records, quick):
                            range=f"{rate(batch, hi)}-{rate(batch, lo)}", gflops=f"{flops * batch / t / 1e9:.0f}",
                            peak_mib=_mib(peak), peers={}, seconds=t)
                 res["peers"]["forward"] = {"samples_s": batch / t_fwd, "ratio": t_fwd / t}
-                if t_torch is not None:
-                    res["torch_forward"] = {"samples_s": batch / t_torch, "ratio": t_torch / t_fwd}
                 if threads == threads_list[0]:
                     theirs = tref.lrp(layers, X, R, [(rule, param)] * len(layers))
                     err = rel_error(ours(), theirs)
