@@ -154,7 +154,7 @@ class Graph {
   }
 
   Explanation<T> explain(const ConstMatrixMap<T>& X, const std::optional<TargetMap>& targets,
-                              const std::optional<ConstMatrixMap<T>>& start, bool layerwise) const {
+                         const std::optional<ConstMatrixMap<T>>& start, bool layerwise) const {
     check_input(X);
     const Index N = X.rows(), V = static_cast<Index>(nodes.size());
     const int logits = logits_node();
