@@ -226,11 +226,11 @@ class Model:
         return [[by_name[i] for i in n.inputs] for n in self.nodes]
 
     def _as_input(self, x) -> np.ndarray:
+        from .model import check_images
+
         x = as_real_array(x)
         if self._takes_images:
-            if x.ndim != 4:
-                raise ValueError(f"x: expected an NCHW batch of images (N, C, H, W), got shape {x.shape}"
-                                 + (" (for one image use x[None])" if x.ndim == 3 else ""))
+            check_images(x)
         else:
             x = as_batch(x, self.in_features)
         try:

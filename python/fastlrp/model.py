@@ -49,6 +49,13 @@ def _fold(layers):
 _SPATIAL = (L.Conv2d, L._Pool, L.AdaptiveAvgPool2d, L.BatchNorm2d)
 
 
+def check_images(x) -> None:
+    """An image model's input must be an NCHW batch."""
+    if x.ndim != 4:
+        raise ValueError(f"x: expected an NCHW batch of images (N, C, H, W), got shape {x.shape}"
+                         + (" (for one image use x[None])" if x.ndim == 3 else ""))
+
+
 def first_kind(layers):
     """"image" or "flat": what the first shape-fixing layer takes (None: no layer fixes it)."""
     for layer in layers:
@@ -175,9 +182,7 @@ class Sequential:
         """x checked against the model: (N, features) or NCHW (N, C, H, W), real dtype."""
         x = as_real_array(x)
         if self._takes_images:
-            if x.ndim != 4:
-                raise ValueError(f"x: expected an NCHW batch of images (N, C, H, W), got shape {x.shape}"
-                                 + (" (for one image use x[None])" if x.ndim == 3 else ""))
+            check_images(x)
             try:
                 self.shapes(x.shape[1:])
             except ValueError as exc:

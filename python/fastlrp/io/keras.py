@@ -212,14 +212,7 @@ def _build(config, weights, input_shape, path):
             if layer is None:
                 continue
             if shape is not None:
-                chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
-                try:
-                    out = layer.output_shape(chw)
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
-                if isinstance(layer, L.Flatten) and len(chw) == 3 and chw[1] * chw[2] > 1:
-                    hwc = shape
-                shape = (out[1], out[2], out[0]) if len(out) == 3 else tuple(out)
+                shape, hwc = _step(layer, shape, shape, hwc, where)
             elif isinstance(layer, L.Flatten) and last_is_image(layers) and any(
                     isinstance(e, dict) and e.get("class_name") == "Dense" for e in entries[k + 1:]):
                 raise ValueError(f"{where}: the file does not record the input shape, which a Flatten followed "
@@ -448,15 +441,9 @@ def _build_functional(config, weights, input_shape, path):
             new[0] = _with_padding(new[0], src["pad"], src["relu"], where)
         t, relu = src["t"], src["relu"]
         for j, layer in enumerate(new):
-            chw = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
-            in_chw = chw if not (j == 0 and src["pad"]) else (shape[2], src["shape"][0], src["shape"][1])
-            try:
-                out = layer.output_shape(in_chw)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            if isinstance(layer, L.Flatten) and len(chw) == 3 and chw[1] * chw[2] > 1:
-                hwc = shape
-            shape = (out[1], out[2], out[0]) if len(out) == 3 else tuple(out)
+            # a layer that took over a ZeroPadding2D pads itself: it reads the unpadded image
+            seen = src["shape"] if j == 0 and src["pad"] else shape
+            shape, hwc = _step(layer, seen, shape, hwc, where)
             t = layer(t, name=name if j == 0 else f"{name}.{type(layer).__name__.lower()}")
             relu = isinstance(layer, L.ReLU) or (relu and isinstance(layer, (L.MaxPool2d, L.Dropout, L.Identity)))
         state[name] = dict(t=t, shape=shape, hwc=hwc, pad=None, relu=relu)
@@ -468,6 +455,19 @@ def _build_functional(config, weights, input_shape, path):
         return Model(x, state[outs[0]]["t"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def _step(layer, seen, shape, hwc, where):
+    """(output shape (H, W, C) or (F,), pending Flatten) after ``layer`` reads an input of
+    ``seen`` (H, W, C); ``shape`` is what a Flatten would record for the Dense after it."""
+    chw = (seen[2], seen[0], seen[1]) if len(seen) == 3 else seen
+    try:
+        out = layer.output_shape(chw)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if isinstance(layer, L.Flatten) and len(chw) == 3 and chw[1] * chw[2] > 1:
+        hwc = shape
+    return ((out[1], out[2], out[0]) if len(out) == 3 else tuple(out)), hwc
 
 
 def _with_padding(layer, pad, after_relu, where):

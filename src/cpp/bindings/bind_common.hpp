@@ -12,9 +12,7 @@
 #include <string>
 
 #include "fastlrp/common.hpp"
-#include "fastlrp/elementwise.hpp"
-#include "fastlrp/rules.hpp"
-#include "fastlrp/spatial.hpp"
+#include "fastlrp/network.hpp"
 
 namespace fastlrp::bindings {
 
@@ -66,6 +64,28 @@ inline kernels::Activation activation_kind(int kind) {
 template <class T>
 std::vector<T> as_vector(const CArray<T>& a) {
   return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+// The layers both bindings build from numpy arrays, checked (weights viewed, not copied).
+template <class T>
+kernels::Layer<T> dense_layer(const CArray<T>& W, const CArray<T>& b, const RuleParams& rule, const CArray<T>& low,
+                              const CArray<T>& high) {
+  ConstMatrixMap<T> w = as_matrix(W, "weight");
+  if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
+  const RuleParams r = checked_rule(rule);
+  if (r.kind == RuleKind::ZBox && (low.size() != w.cols() || high.size() != w.cols()))
+    throw std::invalid_argument("ZBox bounds must have one entry per input feature");
+  return kernels::make_dense<T>(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), r, as_vector(low),
+                                as_vector(high));
+}
+
+template <class T>
+kernels::Layer<T> conv_layer(const kernels::Geometry& g, const CArray<T>& weight, const CArray<T>& bias,
+                             const RuleParams& rule, const CArray<T>& low, const CArray<T>& high) {
+  ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
+  if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
+  return kernels::make_conv<T>(g, w.data(), w.rows(), w.cols(), keep_alive(weight), as_row(bias), checked_rule(rule),
+                               as_vector(low), as_vector(high));
 }
 
 using Targets = std::optional<py::array_t<std::int64_t, py::array::c_style>>;

@@ -17,16 +17,7 @@ void bind_graph(py::module_& m, const char* name) {
       .def(
           "add_dense",
           [](G& g, int input, const CArray<T>& W, const CArray<T>& b, const RuleParams& rule, const CArray<T>& low,
-             const CArray<T>& high) {
-            ConstMatrixMap<T> w = as_matrix(W, "weight");
-            if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
-            const RuleParams r = checked_rule(rule);
-            if (r.kind == RuleKind::ZBox && (low.size() != w.cols() || high.size() != w.cols()))
-              throw std::invalid_argument("ZBox bounds must have one entry per input feature");
-            g.add_layer(kernels::make_dense<T>(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), r, as_vector(low),
-                                               as_vector(high)),
-                        input);
-          },
+             const CArray<T>& high) { g.add_layer(dense_layer(W, b, rule, low, high), input); },
           py::arg("input"), py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"),
           py::arg("low").noconvert(), py::arg("high").noconvert(), "A Dense node (weight (out, in), viewed, not copied).")
       .def(
@@ -34,12 +25,7 @@ void bind_graph(py::module_& m, const char* name) {
           [](G& g, int input, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
              Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, const RuleParams& rule, const CArray<T>& low,
              const CArray<T>& high) {
-            ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
-            if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
-            g.add_layer(kernels::make_conv<T>(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), w.data(), w.rows(), w.cols(),
-                                              keep_alive(weight), as_row(bias), checked_rule(rule), as_vector(low),
-                                              as_vector(high)),
-                        input);
+            g.add_layer(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), weight, bias, rule, low, high), input);
           },
           py::arg("input"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(),
           py::arg("bias").noconvert(), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"),

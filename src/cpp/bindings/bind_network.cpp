@@ -21,14 +21,7 @@ void bind_for(py::module_& m, const char* name) {
       .def(
           "add_dense",
           [](Net& net, const CArray<T>& W, const CArray<T>& b, const RuleParams& rule, const CArray<T>& low,
-             const CArray<T>& high) {
-            ConstMatrixMap<T> w = as_matrix(W, "weight");
-            if (b.size() != w.rows()) throw std::invalid_argument("bias size does not match the weight's rows");
-            const RuleParams r = checked_rule(rule);
-            if (r.kind == RuleKind::ZBox && (low.size() != w.cols() || high.size() != w.cols()))
-              throw std::invalid_argument("ZBox bounds must have one entry per input feature");
-            net.add_dense(w.data(), w.rows(), w.cols(), keep_alive(W), as_row(b), r, as_vector(low), as_vector(high));
-          },
+             const CArray<T>& high) { net.add(dense_layer(W, b, rule, low, high)); },
           py::arg("weight").noconvert(), py::arg("bias").noconvert(), py::arg("rule"), py::arg("low").noconvert(),
           py::arg("high").noconvert(),
           "Append a Dense layer with its rule (the weight array is kept and viewed, not copied; it must not change).")
@@ -51,10 +44,7 @@ void bind_for(py::module_& m, const char* name) {
           [](Net& net, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
              Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, const RuleParams& rule, const CArray<T>& low,
              const CArray<T>& high) {
-            ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
-            if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
-            net.add_conv(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), w.data(), w.rows(), w.cols(), keep_alive(weight),
-                         as_row(bias), checked_rule(rule), as_vector(low), as_vector(high));
+            net.add(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), weight, bias, rule, low, high));
           },
           py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),

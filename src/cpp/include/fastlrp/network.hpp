@@ -275,16 +275,10 @@ class Network {
   // Width of the logits: the output before a skipped nonlinearity.
   Index logits_features() const { return skips_last() ? layers.back().in : out_features(); }
 
-  // W: (out, in) weights that `keep` keeps alive for as long as the network needs them.
-  void add_dense(const T* W, Index out, Index in, std::shared_ptr<const void> keep, RowVector<T> b, RuleParams rule,
-                 const std::vector<T>& low, const std::vector<T>& high) {
-    push(make_dense<T>(W, out, in, std::move(keep), std::move(b), rule, low, high));
-  }
+  // Appends a layer built by one of the factories above (checked against the previous one).
+  void add(Layer<T> l) { push(std::move(l)); }
+
   void add_activation(Activation act, T param, Index width) { push(make_activation<T>(act, param, width)); }
-  void add_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
-                RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
-    push(make_conv<T>(g, W, out, K, std::move(keep), std::move(b), rule, low, high));
-  }
   void add_pool(Pool2d<T> pool) { push(make_pool<T>(std::move(pool))); }
   void add_flatten(Index C, Index H, Index W) { push(make_flatten<T>(C, H, W)); }
   void add_affine(RowVector<T> scale, RowVector<T> shift, RuleParams rule) {
