@@ -84,7 +84,7 @@ class Graph {
       throw std::invalid_argument("node " + std::to_string(nodes.size()) + " takes " + std::to_string(l.in) +
                                   " values per sample but its input gives " + std::to_string(width_of(input)));
     const Index out = l.out;
-    nodes.push_back(Node<T>{NodeKind::Layer, std::move(l), {input}, out});  // a Layer is not assignable
+    nodes.push_back(Node<T>{NodeKind::Layer, std::move(l), {input}, out, 1, {}, RuleParams{}});  // not assignable
   }
 
   void add_add(const std::vector<int>& inputs, RuleParams rule) {
