@@ -1,5 +1,18 @@
-// Conv2d: forward pass and the backward pass of every LRP rule, as a Dense layer applied to
-// the patches of its input (im2col), one GEMM per tile of output pixels.
+// Conv2d: forward pass and the backward pass of every LRP rule.
+//
+// Forward: a Dense layer applied to the patches of its input (im2col), one GEMM per range of
+// output pixels. Backward, in two stages:
+//   1. over output pixels: the factors S (one row per output pixel) that the rule divides the
+//      relevance by (docs/rules.md's R_j / stab(z_j), per weight of a two-weight rule);
+//   2. over input pixels: each input pixel gathers the rows of S its taps connect to and
+//      multiplies them with the gather weight M_g, M_g[(ky, kx, col), (part, c)] =
+//      M[col, part * K + (ky, kx, c)] for the rule's patch-space weight M. Then R_i = a_i G_0
+//      (Epsilon, ZPlus, AlphaBeta, Gamma), a_i^+ G_0 + a_i^- G_1 (two-weight rules on signed
+//      inputs), a_i G_0 + G_1 (ZBox with per-channel bounds), a_i G_0 - l_i G_1 - h_i G_2
+//      (ZBox), G_0 (WSquare, Flat).
+// Every output and every input pixel is one chain of the position-independent GEMM
+// (gemm.hpp) in a fixed order, so identical patches give identical values anywhere and no
+// result depends on the tiling, the thread count or the batch.
 //
 // docs/rules.md's c_ij is defined over the receptive field of output j, padding contributing
 // nothing: patches hold zeros there, so Epsilon/ZPlus/AlphaBeta/Gamma need no special case;
@@ -12,70 +25,120 @@
 
 namespace fastlrp::kernels {
 
-// Output pixels per tile: large enough for an efficient GEMM, small enough for the caches.
-constexpr Index kTilePixels = 1024;
+// Elements of one range's patch buffer: a few MiB, so that it stays in the caches.
+constexpr Index kPatchElems = Index(1) << 19;
+
+// A backward product's weight in gather form (see above), and its transpose for products with
+// fewer output columns than a vector has lanes (then lanes run along pixels instead).
+template <class T>
+struct GatherWeight {
+  Index ncols = 0, parts = 0;  // columns of S per tap; blocks of C outputs per input pixel
+  RowMatrix<T> M;              // (taps * ncols, parts * C)
+  RowMatrix<T> Mt;             // M^T, when transposed()
+  bool transposed() const { return Mt.size() > 0; }
+
+  // From a patch-space weight Mp (ncols, parts * K), K ordered (ky, kx, c).
+  void set(const RowMatrix<T>& Mp, Index parts_, const Geometry& g) {
+    ncols = Mp.rows();
+    parts = parts_;
+    const Index taps = g.kh * g.kw, C = g.C, K = g.K();
+    M.resize(taps * ncols, parts * C);
+    for (Index tap = 0; tap < taps; ++tap)
+      for (Index j = 0; j < ncols; ++j)
+        for (Index p = 0; p < parts; ++p)
+          for (Index c = 0; c < C; ++c) M(tap * ncols + j, p * C + c) = Mp(j, p * K + tap * C + c);
+    if (parts * C < simd::Vec<T>::W)
+      Mt = M.transpose();
+    else
+      Mt.resize(0, 0);
+  }
+};
 
 template <class T>
 struct Conv2d {
   Geometry g;
   Index cout = 0;
-  Dense<T> lin;              // W as (cout, K) with K ordered (ky, kx, c), bias, rule, prepared weights
-  RowMatrix<T> Wx;           // Flat: ones (cout, K); WSquare: W^2 (lin.Wcat)
+  Dense<T> lin;              // W as (cout, K) with K ordered (ky, kx, c), W^T, bias, rule, [U; V], Wcat
   RowMatrix<T> fixed;        // (Ho*Wo, cout): Flat/WSquare denominators, ZBox shift per position
   RowVector<T> low, high;    // ZBox bounds over the input image (H*W*C)
-  RowMatrix<T> Wp;           // two-weight rules: W^+
-  // ZBox with bounds that depend on the channel only (scalar or per-channel, the usual case):
-  // [W, B] with B_jk = -l_c(k) w_jk^+ - h_c(k) w_jk^-, so that c_ij summed over j is
-  // a_i (S W)_ik + (S B)_ik in patch space; empty for bounds that vary over pixels.
-  RowMatrix<T> Wzb;
+  RowMatrix<T> Wpt, Wnt;     // two-weight rules: (W^+)^T and (W^-)^T, (K, cout)
+  bool zbox_folded = false;  // ZBox with bounds that depend on the channel only (the usual case)
+  GatherWeight<T> gw;        // the rule's backward weight
+  GatherWeight<T> gw_u;      // two-weight rules: U alone (Gamma where no relevance reached z < 0)
+  GatherWeight<T> gw_signed; // two-weight rules on signed inputs: [U; V] and [V; U] (or U and V)
 
   Index in_size() const { return g.in_size(); }
   Index out_size() const { return g.pixels_out() * cout; }
-  // im2col_planar applies (one channel, unit x stride and dilation): the forward and the
-  // Epsilon, Flat and folded-ZBox backward work on transposed patches (column-major products).
-  bool planar() const { return g.C == 1 && g.sw == 1 && g.dw == 1; }
   // A 1x1 convolution with unit stride and no padding (ResNet's bottlenecks, DenseNet's
-  // transitions): a tile's patches are the tile's own rows of the input, and every input pixel
-  // gets exactly one output's contribution, so im2col and col2im are the identity and skipped.
+  // transitions): patches are the input's own rows, forward and backward.
   bool pointwise() const { return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
-  // The input rows of a tile's pixels (pointwise only).
-  const T* tile_input(const T* a, const Tile& t) const { return a + t.first_pixel(g) * g.C; }
+  bool two_weight() const {
+    const RuleKind k = lin.rule.kind;
+    return k == RuleKind::ZPlus || k == RuleKind::AlphaBeta || k == RuleKind::Gamma;
+  }
 
   void prepare(const std::vector<T>& low_img, const std::vector<T>& high_img) {
     cout = lin.W.rows();
     lin.prepare({}, {});
     const Index K = g.K(), P = g.pixels_out();
-    if (lin.rule.kind == RuleKind::ZPlus || lin.rule.kind == RuleKind::AlphaBeta || lin.rule.kind == RuleKind::Gamma)
-      Wp = lin.W.cwiseMax(T(0));
     auto patches_of = [&](const RowVector<T>& img) {
       RowMatrix<T> M(P, K);
-      im2col(img.data(), g, 0, g.Ho, M.data());
+      im2col(img.data(), g, 0, P, M.data());
       return M;
     };
+    const RowMatrix<T> W = lin.W;
     switch (lin.rule.kind) {
+      case RuleKind::Epsilon:
+        gw.set(W, 1, g);
+        break;
+      case RuleKind::ZPlus:
+      case RuleKind::AlphaBeta:
+      case RuleKind::Gamma: {
+        Wpt = W.cwiseMax(T(0)).transpose();
+        Wnt = W.cwiseMin(T(0)).transpose();
+        const Index o = cout, nz = lin.needs_second_term() ? 2 * o : o;
+        gw.set(lin.UV.topRows(nz), 1, g);
+        gw_u.set(lin.UV.topRows(o), 1, g);
+        RowMatrix<T> both(nz, 2 * K);  // G_0 = S [U; V] (or S_1 U), G_1 = S [V; U] (or S_1 V)
+        both.leftCols(K) = lin.UV.topRows(nz);
+        if (nz == 2 * o)
+          both.rightCols(K) << lin.UV.bottomRows(o), lin.UV.topRows(o);
+        else
+          both.rightCols(K) = lin.UV.bottomRows(o);
+        gw_signed.set(both, 2, g);
+        break;
+      }
       case RuleKind::Flat:
       case RuleKind::WSquare: {
-        if (lin.rule.kind == RuleKind::Flat) Wx = RowMatrix<T>::Ones(cout, K);
-        const RowMatrix<T>& w = lin.rule.kind == RuleKind::Flat ? Wx : lin.Wcat;
-        fixed.noalias() = patches_of(RowVector<T>::Ones(g.in_size())) * w.transpose();
+        const RowMatrix<T> w = lin.rule.kind == RuleKind::Flat ? RowMatrix<T>::Ones(cout, K) : lin.Wcat;
+        const RowMatrix<T> wt = w.transpose();
+        const RowMatrix<T> ones = patches_of(RowVector<T>::Ones(g.in_size()));
+        fixed.resize(P, cout);
+        gemm<T>(P, cout, K, ones.data(), K, wt.data(), cout, fixed.data(), cout);
+        gw.set(w, 1, g);
         break;
       }
       case RuleKind::ZBox: {
         low = Eigen::Map<const RowVector<T>>(low_img.data(), g.in_size());
         high = Eigen::Map<const RowVector<T>>(high_img.data(), g.in_size());
-        const Index k = K;
-        fixed.noalias() = patches_of(low) * lin.Wcat.middleCols(k, k).transpose();
-        fixed.noalias() += patches_of(high) * lin.Wcat.rightCols(k).transpose();
+        // shift_j = sum_i l_i w_ij^+ + h_i w_ij^-, per output position
+        const RowMatrix<T> wpt = lin.Wcat.middleCols(K, K).transpose(), wnt = lin.Wcat.rightCols(K).transpose();
+        const RowMatrix<T> pl = patches_of(low), ph = patches_of(high);
+        fixed.resize(P, cout);
+        gemm<T>(P, cout, K, pl.data(), K, wpt.data(), cout, fixed.data(), cout);
+        gemm<T>(P, cout, K, ph.data(), K, wnt.data(), cout, fixed.data(), cout, true);
         const Index C = g.C, HW = g.H * g.W;
-        Wzb.resize(0, 0);
-        bool per_channel = true;
-        for (Index i = C; i < HW * C && per_channel; ++i)
-          per_channel = low[i] == low[i % C] && high[i] == high[i % C];
-        if (per_channel) {
-          Wzb.resize(cout, 2 * k);
-          Wzb.leftCols(k) = lin.W;
-          for (Index c = 0; c < k; ++c)
-            Wzb.col(k + c) = -low[c % C] * lin.Wcat.col(k + c) - high[c % C] * lin.Wcat.col(2 * k + c);
+        zbox_folded = true;
+        for (Index i = C; i < HW * C && zbox_folded; ++i)
+          zbox_folded = low[i] == low[i % C] && high[i] == high[i % C];
+        if (zbox_folded) {  // [W, B] with B_jk = -l_c(k) w_jk^+ - h_c(k) w_jk^-
+          RowMatrix<T> wzb(cout, 2 * K);
+          wzb.leftCols(K) = W;
+          for (Index k = 0; k < K; ++k)
+            wzb.col(K + k) = -low[k % C] * lin.Wcat.col(K + k) - high[k % C] * lin.Wcat.col(2 * K + k);
+          gw.set(wzb, 2, g);
+        } else {
+          gw.set(lin.Wcat, 3, g);
         }
         break;
       }
@@ -84,223 +147,202 @@ struct Conv2d {
     }
   }
 
+  // Output pixels per range of a product with patches of length `len`.
+  static Index range_pixels(Index len) { return std::max<Index>(16, kPatchElems / std::max<Index>(1, len)); }
+
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
     const Index N = A.rows(), K = g.K();
-    const auto tiles = make_tiles(N, g, kTilePixels, 1, threads);
-    run_tiles(tiles, false, threads, [&](const Tile& t) {
+    // Fewer output channels than a vector has lanes (a first layer on grey images): the
+    // transposed product Z^T = W P^T runs its lanes along pixels; each output is the same chain.
+    const bool transposed = cout < simd::Vec<T>::W && !pointwise();
+    run_ranges(ranges_of(N * g.pixels_out(), range_pixels(K), threads), threads, [&](Index q0, Index q1) {
       Workspace& ws = thread_workspace();
       const auto mark = ws.mark();
-      const Index rows = t.pixels(g);
-      MatrixMap<T> Zt(Z.data() + t.first_pixel(g) * cout, rows, cout);
-      if (planar()) {
-        MatrixMap<T> PT = ws.matrix<T>(K, rows);
-        im2col_planar_tile(A.data(), g, t, PT.data());
-        ColMatrixMap<T> Zc(ws.take<T>(rows * cout), rows, cout);
-        Zc.noalias() = PT.transpose() * lin.W.transpose();
-        Zt = Zc;
-        Zt.rowwise() += lin.b;
-        ws.release(mark);
-        return;
-      }
+      const Index rows = q1 - q0;
+      T* z = Z.data() + q0 * cout;
       if (pointwise()) {
-        Zt.noalias() = ConstMatrixMap<T>(tile_input(A.data(), t), rows, K) * lin.W.transpose();
+        gemm<T>(rows, cout, K, A.data() + q0 * K, K, lin.Wt.data(), cout, z, cout);
+      } else if (transposed) {
+        T* PT = ws.take<T>(K * rows);
+        T* ZT = ws.take<T>(cout * rows);
+        im2col<T, true>(A.data(), g, q0, q1, PT, rows);
+        gemm<T>(cout, rows, K, lin.W.data(), K, PT, rows, ZT, rows);
+        for (Index r = 0; r < rows; ++r)
+          for (Index j = 0; j < cout; ++j) z[r * cout + j] = ZT[j * rows + r];
       } else {
-        MatrixMap<T> patches = ws.matrix<T>(rows, K);
-        im2col_tile(A.data(), g, t, patches.data());
-        Zt.noalias() = patches * lin.W.transpose();
+        T* P = ws.take<T>(rows * K);
+        im2col(A.data(), g, q0, q1, P);
+        gemm<T>(rows, cout, K, P, K, lin.Wt.data(), cout, z, cout);
       }
-      Zt.rowwise() += lin.b;
+      MatrixMap<T>(z, rows, cout).rowwise() += lin.b;
       ws.release(mark);
     });
   }
 
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
                 Workspace& ws, int threads) const {
-    const Index N = A.rows(), K = g.K(), I = g.in_size();
+    const Index N = A.rows(), P = g.pixels_out(), NP = N * P;
     const RuleKind kind = lin.rule.kind;
-    const bool two_weight = kind == RuleKind::ZPlus || kind == RuleKind::AlphaBeta || kind == RuleKind::Gamma;
-    const bool signed_input = two_weight && N > 0 && A.minCoeff() < T(0);
+    // Inputs after a ReLU have no negative entries: then a^- = 0 and half the products vanish.
+    // With signed inputs anywhere in the batch, every sample takes the signed path, whose
+    // extra terms are exact zeros for a sample without negative inputs: the same bits.
+    const bool signed_input = two_weight() && N > 0 && A.minCoeff() < T(0);
     const bool second = lin.needs_second_term();
-    const Index nz = second ? 2 * cout : cout;
-    // accumulators over the input image: Rin itself, plus one for a^- (signed two-weight
-    // rules) or two for bounds that vary over pixels (ZBox)
-    const bool zbox_folded = kind == RuleKind::ZBox && Wzb.size() > 0;
-    const Index extra = signed_input ? 1 : (kind == RuleKind::ZBox && !zbox_folded) ? 2 : 0;
-    MatrixMap<T> acc = ws.matrix<T>(extra * N, I);
-    // pointwise Epsilon and two-weight rules write every input value once: nothing to clear
-    const bool overwrites = pointwise() && !planar() && !signed_input && (kind == RuleKind::Epsilon || two_weight);
-    if (!overwrites) fill_zero(Rin.data(), N * I, threads);
-    fill_zero(acc.data(), extra * N * I, threads);
-    auto acc_of = [&](Index b) { return b == 0 ? Rin.data() : acc.data() + (b - 1) * N * I; };
+    const Index o = cout;
+    const auto mark = ws.mark();
 
-    const auto tiles = make_tiles(N, g, kTilePixels, g.phase_rows(), threads);
-    run_tiles(tiles, true, threads, [&](const Tile& t) {
+    // Stage 1: S over output pixels, (N * P, ncols).
+    const Index ncols = two_weight() ? (signed_input || second ? 2 * o : o) : o;
+    MatrixMap<T> S = ws.matrix<T>(NP, ncols);
+    const ConstMatrixMap<T> Rp(R.data(), NP, o), Zp(Z.data(), NP, o);
+    switch (kind) {
+      case RuleKind::Epsilon:
+        for_segments(NP, o, threads, [&](Index r, Index c0, Index len) {
+          stabilized_ratio(Rp.row(r).segment(c0, len), Zp.row(r).segment(c0, len), T(lin.rule.epsilon),
+                           S.row(r).segment(c0, len));
+        });
+        break;
+      case RuleKind::WSquare:
+      case RuleKind::Flat:
+        for_segments(N, P * o, threads, [&](Index n, Index c0, Index len) {
+          const Index r0 = n * P * o + c0;
+          const Eigen::Map<const RowVector<T>> r(R.data() + r0, len), d(fixed.data() + c0, len);
+          stabilized_ratio(r, d, T(lin.rule.stabilizer), Eigen::Map<RowVector<T>>(S.data() + r0, len));
+        });
+        break;
+      case RuleKind::ZBox:  // z_j - b_j - shift_j: sum_i a_i w_ij is the forward output without its bias
+        for_segments(N, P * o, threads, [&](Index n, Index c0, Index len) {
+          const Index r0 = n * P * o + c0;
+          Eigen::Map<RowVector<T>> s(S.data() + r0, len);
+          const Eigen::Map<const RowVector<T>> z(Z.data() + r0, len), f(fixed.data() + c0, len);
+          for (Index k = 0; k < len; ++k) s[k] = z[k] - lin.b[(c0 + k) % o] - f[k];
+          stabilized_ratio(Eigen::Map<const RowVector<T>>(R.data() + r0, len), s, T(lin.rule.stabilizer), s);
+        });
+        break;
+      case RuleKind::ZPlus:
+      case RuleKind::AlphaBeta:
+      case RuleKind::Gamma:
+        two_weight_factors(A, Z, R, S, signed_input, threads);
+        break;
+      case RuleKind::Pass:
+        throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
+    }
+
+    // Stage 2: gather over input pixels, then R_i by rule.
+    const GatherWeight<T>* gwp = &gw;
+    if (signed_input)
+      gwp = &gw_signed;
+    else if (kind == RuleKind::Gamma && !(S.rightCols(o).array() != T(0)).any())
+      gwp = &gw_u;  // S_2 = 0: S [U; V] = S_1 U, the same chains without their zero terms
+    const GatherWeight<T>& G = *gwp;
+    const Index C = g.C, HW = g.H * g.W, taps = g.kh * g.kw, L = taps * G.ncols, out = G.parts * C;
+    const Index sld = S.cols();  // rows of S hold ncols >= G.ncols columns; a gather reads the first G.ncols
+    run_ranges(ranges_of(N * HW, range_pixels(L), threads), threads, [&](Index p0, Index p1) {
+      Workspace& tw = thread_workspace();
+      const auto tmark = tw.mark();
+      const Index rows = p1 - p0;
+      T* Gv = tw.take<T>(rows * out);
+      if (pointwise() && sld == G.ncols) {
+        gemm<T>(rows, out, L, S.data() + p0 * sld, sld, G.M.data(), out, Gv, out);
+      } else if (G.transposed()) {
+        T* PgT = tw.take<T>(L * rows);
+        T* GT = tw.take<T>(out * rows);
+        gather_rows<T, true>(S.data(), sld, G.ncols, g, p0, p1, PgT, rows);
+        gemm<T>(out, rows, L, G.Mt.data(), L, PgT, rows, GT, rows);
+        for (Index r = 0; r < rows; ++r)
+          for (Index c = 0; c < out; ++c) Gv[r * out + c] = GT[c * rows + r];
+      } else {
+        T* Pg = tw.take<T>(rows * L);
+        gather_rows<T, false>(S.data(), sld, G.ncols, g, p0, p1, Pg);
+        gemm<T>(rows, out, L, Pg, L, G.M.data(), out, Gv, out);
+      }
+      for (Index p = p0; p < p1; ++p) {
+        const Index n = p / HW, i0 = (p % HW) * C;
+        const T* a = A.data() + n * A.cols() + i0;
+        const T* gv = Gv + (p - p0) * out;
+        T* rin = Rin.data() + n * Rin.cols() + i0;
+        if (kind == RuleKind::WSquare || kind == RuleKind::Flat) {
+          for (Index c = 0; c < C; ++c) rin[c] = gv[c];
+        } else if (signed_input) {
+          for (Index c = 0; c < C; ++c) rin[c] = std::max(a[c], T(0)) * gv[c] + std::min(a[c], T(0)) * gv[C + c];
+        } else if (kind == RuleKind::ZBox && zbox_folded) {
+          for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] + gv[C + c];
+        } else if (kind == RuleKind::ZBox) {
+          const T* l = low.data() + i0;
+          const T* h = high.data() + i0;
+          for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] - l[c] * gv[C + c] - h[c] * gv[2 * C + c];
+        } else {
+          for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c];
+        }
+      }
+      tw.release(tmark);
+    });
+    ws.release(mark);
+  }
+
+ private:
+  // S for ZPlus, AlphaBeta and Gamma, by ranges of output pixels (each needs its patches).
+  void two_weight_factors(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
+                          MatrixMap<T>& S, bool signed_input, int threads) const {
+    const Index N = A.rows(), K = g.K(), o = cout, ncols = S.cols();
+    const RuleKind kind = lin.rule.kind;
+    const bool second = lin.needs_second_term();
+    const T gm = T(lin.rule.gamma);
+    run_ranges(ranges_of(N * g.pixels_out(), range_pixels(2 * K), threads), threads, [&](Index q0, Index q1) {
       Workspace& tw = thread_workspace();
       const auto mark = tw.mark();
-      const Index rows = t.pixels(g), first = t.first_pixel(g);
-      const ConstMatrixMap<T> Rt(R.data() + first * cout, rows, cout), Zt(Z.data() + first * cout, rows, cout);
-      auto patches = [&]() {
-        MatrixMap<T> p = tw.matrix<T>(rows, K);
-        im2col_tile(A.data(), g, t, p.data());
-        return p;
-      };
-      switch (kind) {
-        case RuleKind::Epsilon: {
-          MatrixMap<T> S = tw.matrix<T>(rows, cout);
-          stabilized_ratio(Rt, Zt, T(lin.rule.epsilon), S);
-          if (planar()) {  // G^T (K, rows), row-major: S W with a column-major result
-            ColMatrixMap<T> Gc(tw.take<T>(rows * K), rows, K);
-            Gc.noalias() = S * lin.W;
-            col2im_planar_tile(Gc.data(), rows, g, t, acc_of(0));
-            break;
-          }
-          if (pointwise()) {  // col2im of one contribution per pixel into zeros: the product itself
-            MatrixMap<T>(acc_of(0) + first * K, rows, K).noalias() = S * lin.W;
-            break;
-          }
-          MatrixMap<T> G = tw.matrix<T>(rows, K);
-          G.noalias() = S * lin.W;
-          col2im_tile(G.data(), K, 0, g, t, acc_of(0));
-          break;
+      const Index rows = q1 - q0;
+      const ConstMatrixMap<T> Rt(R.data() + q0 * o, rows, o), Zt(Z.data() + q0 * o, rows, o);
+      MatrixMap<T> St(S.data() + q0 * ncols, rows, ncols);
+      const T* p = A.data() + q0 * K;  // pointwise: the input rows are the patches
+      if (!pointwise()) {
+        T* own = tw.take<T>(rows * K);
+        im2col(A.data(), g, q0, q1, own);
+        p = own;
+      }
+      const T* pn = nullptr;  // the negative parts of signed patches
+      if (signed_input) {
+        T* pp = tw.take<T>(rows * K);
+        T* neg = tw.take<T>(rows * K);
+        for (Index k = 0; k < rows * K; ++k) {
+          pp[k] = std::max(p[k], T(0));
+          neg[k] = std::min(p[k], T(0));
         }
-        case RuleKind::ZPlus:
-        case RuleKind::AlphaBeta:
-        case RuleKind::Gamma: {
-          if (signed_input) {
-            MatrixMap<T> p = patches();  // as Dense::two_weight_backward, on the patches
-            const Index o = cout;
-            MatrixMap<T> pp = tw.matrix<T>(rows, K), pn = tw.matrix<T>(rows, K);
-            pp = p.cwiseMax(T(0));
-            pn = p.cwiseMin(T(0));
-            MatrixMap<T> S = tw.matrix<T>(rows, 2 * o), Q = tw.matrix<T>(rows, 2 * o);
-            S.noalias() = pp * lin.UV.transpose();
-            Q.noalias() = pn * lin.UV.transpose();
-            S.leftCols(o) += Q.rightCols(o);
-            S.rightCols(o) += Q.leftCols(o);
-            two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, true);
-            if (!second) S.rightCols(o).setZero();
-            Q.leftCols(o) = S.rightCols(o);
-            Q.rightCols(o) = S.leftCols(o);
-            MatrixMap<T> G = tw.matrix<T>(rows, K);
-            G.noalias() = S * lin.UV;
-            col2im_tile(G.data(), K, 0, g, t, acc_of(0));
-            G.noalias() = Q * lin.UV;
-            col2im_tile(G.data(), K, 0, g, t, acc_of(1));
-            break;
-          }
-          const T* pdata = tile_input(A.data(), t);
-          if (!pointwise()) {
-            MatrixMap<T> own = patches();
-            pdata = own.data();
-          }
-          const ConstMatrixMap<T> p(pdata, rows, K);
-          MatrixMap<T> S = tw.matrix<T>(rows, nz);
-          // Without negative inputs, one product Q = P (W^+)^T and the forward output
-          // z - b = P W^T give: ZPlus z1 = Q; Gamma z1 = P (W + g W^+)^T = z - b + g Q and
-          // z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q (both denominators at least |z| from 0).
-          // AlphaBeta's z2 = P (W^-)^T gets its own product: as z - b - Q it would lose its
-          // digits whenever the negative part is small next to Q (float32: 1e-7 Q / |z2|).
-          auto S1 = S.leftCols(cout);
-          if (second && kind == RuleKind::AlphaBeta) {  // [z1 | z2] = P [W^+; W^-]^T, one product
-            S.noalias() = p * lin.UV.transpose();
-          } else {
-            S1.noalias() = p * Wp.transpose();
-          }
-          if (second && kind == RuleKind::Gamma) {
-            auto S2 = S.rightCols(cout);
-            const T gm = T(lin.rule.gamma);
-            for (Index r = 0; r < rows; ++r) {
-              auto zb = Zt.row(r).array() - lin.b.array();
-              auto q = S1.row(r).array();
-              S2.row(r).array() = (T(1) + gm) * zb - gm * q;
-              q = zb + gm * q;
-            }
-          }
-          two_weight_ratio<T>(lin.rule, S, Rt, Zt, lin.bu, lin.bv, second);
-          // pointwise: col2im of one contribution per pixel into zeros is the product itself
-          MatrixMap<T> G = pointwise() ? MatrixMap<T>(acc_of(0) + first * K, rows, K) : tw.matrix<T>(rows, K);
-          // Gamma: relevance that reached an output with z_j < 0 is the only user of V. Below a
-          // ReLU it is zero (the layer above multiplies by a_j = 0), and then S2 = 0 exactly and
-          // S [U; V] = S1 U: a third of the backward work skipped, the same numbers.
-          if (kind == RuleKind::Gamma && !(S.rightCols(cout).array() != T(0)).any())
-            G.noalias() = S.leftCols(cout) * lin.UV.topRows(cout);
-          else
-            G.noalias() = S * lin.UV.topRows(nz);
-          if (!pointwise()) col2im_tile(G.data(), K, 0, g, t, acc_of(0));
-          break;
+        p = pp;
+        pn = neg;
+      }
+      if (kind == RuleKind::Gamma) {
+        // Q = sum_i a_i^+ w_ij^+ + a_i^- w_ij^-; with z - b = sum_i a_i w_ij (the forward
+        // output without its bias): z1 = P (W + g W^+)^T = z - b + g Q and
+        // z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q, both at least |z - b| from zero.
+        auto S1 = St.leftCols(o);
+        auto S2 = St.rightCols(o);
+        gemm<T>(rows, o, K, p, K, Wpt.data(), o, S1.data(), ncols);
+        if (pn) gemm<T>(rows, o, K, pn, K, Wnt.data(), o, S1.data(), ncols, true);
+        for (Index r = 0; r < rows; ++r) {
+          auto zb = Zt.row(r).array() - lin.b.array();
+          auto q = S1.row(r).array();
+          S2.row(r).array() = (T(1) + gm) * zb - gm * q;
+          q = zb + gm * q;
         }
-        case RuleKind::ZBox: {
-          // sum_i a_i w_ij is the forward output without its bias: no product needed
-          MatrixMap<T> S = tw.matrix<T>(rows, cout);
-          S = Zt;
-          S.rowwise() -= lin.b;
-          for (Index n = t.n0; n < t.n1; ++n) S.middleRows((n - t.n0) * (rows / (t.n1 - t.n0)), rows / (t.n1 - t.n0)) -= fixed.middleRows(t.y0 * g.Wo, rows / (t.n1 - t.n0));
-          stabilized_ratio(Rt, S, T(lin.rule.stabilizer), S);
-          if (zbox_folded && planar()) {  // as below, on transposed patches
-            ColMatrixMap<T> Gc(tw.take<T>(rows * 2 * K), rows, 2 * K);
-            Gc.noalias() = S * Wzb;
-            MatrixMap<T> PT = tw.matrix<T>(K, rows);
-            im2col_planar_tile(A.data(), g, t, PT.data());
-            const ConstMatrixMap<T> G1(Gc.data(), K, rows), G2(Gc.data() + K * rows, K, rows);
-            PT.array() = PT.array() * G1.array() + G2.array();
-            col2im_planar_tile(PT.data(), rows, g, t, acc_of(0));
-            break;
-          }
-          if (zbox_folded) {  // patch space: a_i (S W)_ik + (S B)_ik, then one scatter
-            MatrixMap<T> G = tw.matrix<T>(rows, 2 * K);
-            G.noalias() = S * Wzb;
-            MatrixMap<T> p = patches();
-            p.array() = p.array() * G.leftCols(K).array() + G.rightCols(K).array();
-            col2im_tile(p.data(), K, 0, g, t, acc_of(0));
-            break;
-          }
-          MatrixMap<T> G = tw.matrix<T>(rows, 3 * K);
-          G.noalias() = S * lin.Wcat;
-          for (Index b = 0; b < 3; ++b) col2im_tile(G.data(), 3 * K, b * K, g, t, acc_of(b));
-          break;
+      } else if (second || signed_input) {
+        // [z1 | z2] = P+ [U; V]^T + P- [V; U]^T. AlphaBeta's z2 gets its own product: as
+        // z - b - z1 it would lose its digits whenever the negative part is small next to z1.
+        gemm<T>(rows, 2 * o, K, p, K, lin.UVt.data(), 2 * o, St.data(), ncols);
+        if (pn) {
+          gemm<T>(rows, o, K, pn, K, lin.UVt.data() + o, 2 * o, St.data(), ncols, true);
+          gemm<T>(rows, o, K, pn, K, lin.UVt.data(), 2 * o, St.data() + o, ncols, true);
         }
-        case RuleKind::WSquare:
-        case RuleKind::Flat: {
-          MatrixMap<T> S = tw.matrix<T>(rows, cout);
-          {
-            const Index per = rows / (t.n1 - t.n0);  // the denominators repeat for every image
-            for (Index n = t.n0; n < t.n1; ++n)
-              stabilized_ratio(Rt.middleRows((n - t.n0) * per, per), fixed.middleRows(t.y0 * g.Wo, per), T(lin.rule.stabilizer),
-                               S.middleRows((n - t.n0) * per, per));
-          }
-          if (kind == RuleKind::Flat && planar()) {  // every row of G^T is the row sums
-            Eigen::Map<Vector<T>> sums(tw.take<T>(rows), rows);
-            sums = S.rowwise().sum();
-            col2im_planar_tile(sums.data(), 0, g, t, acc_of(0));
-            break;
-          }
-          MatrixMap<T> G = tw.matrix<T>(rows, K);
-          if (kind == RuleKind::Flat)  // S times a matrix of ones: each patch row is its row sum
-            G = S.rowwise().sum().replicate(1, K);
-          else
-            G.noalias() = S * lin.Wcat;
-          col2im_tile(G.data(), K, 0, g, t, acc_of(0));
-          break;
-        }
-        case RuleKind::Pass:
-          throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
+      } else {  // ZPlus, AlphaBeta with beta = 0 on inputs without negatives: z1 = P (W^+)^T
+        gemm<T>(rows, o, K, p, K, Wpt.data(), o, St.data(), ncols);
+      }
+      if (ncols == 2 * o) {
+        two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, second);
+        if (!second) St.rightCols(o).setZero();
+      } else {
+        two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, false);
       }
       tw.release(mark);
-    });
-
-    // R_i = a_i * (sum of the scattered factors), by rule
-    if (kind == RuleKind::WSquare || kind == RuleKind::Flat || zbox_folded) return;
-    for_segments(N, I, threads, [&](Index n, Index c0, Index len) {
-      auto a = A.row(n).segment(c0, len).array();
-      auto out = Rin.row(n).segment(c0, len).array();
-      if (signed_input) {
-        out = a.max(T(0)) * out + a.min(T(0)) * acc.row(n).segment(c0, len).array();
-      } else if (kind == RuleKind::ZBox) {
-        out = a * out - low.segment(c0, len).array() * acc.row(n).segment(c0, len).array() -
-              high.segment(c0, len).array() * acc.row(N + n).segment(c0, len).array();
-      } else {
-        out *= a;
-      }
     });
   }
 };

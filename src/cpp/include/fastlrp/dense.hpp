@@ -72,7 +72,9 @@ struct Dense {
   // Prepared once per rule (docs/rules.md's modified weights), reused by every call.
   // Two-weight rules (ZPlus, AlphaBeta, Gamma) use a weight pair (U, V):
   //   z1_j = sum_i a_i^+ u_ij + a_i^- v_ij + bu_j,   z2_j = sum_i a_i^+ v_ij + a_i^- u_ij + bv_j.
+  RowMatrix<T> Wt;      // W^T (in, out): the forward product's right operand (gemm.hpp)
   RowMatrix<T> UV;      // [U; V] (2out, in)
+  RowMatrix<T> UVt;     // [U; V]^T (in, 2out)
   RowVector<T> bu, bv;
   RowMatrix<T> Wcat;    // ZBox: [W, W^+, W^-] (out, 3in); WSquare: W^2 (out, in)
   RowVector<T> low, high, zbox_shift;  // ZBox bounds (in) and sum_i l_i w_ij^+ + h_i w_ij^-
@@ -87,6 +89,7 @@ struct Dense {
 
   void prepare(const std::vector<T>& low_in, const std::vector<T>& high_in) {
     const Index o = out(), i = in();
+    Wt = W.transpose();
     const RowVector<T> bp = b.cwiseMax(T(0)), bn = b.cwiseMin(T(0));
     const auto Wp = W.cwiseMax(T(0));  // expressions: evaluated only where a rule needs them
     const auto Wn = W.cwiseMin(T(0));
@@ -109,6 +112,7 @@ struct Dense {
         }
         UV.resize(2 * o, i);
         UV << U, V;
+        UVt = UV.transpose();
         break;
       }
       case RuleKind::ZBox: {
@@ -123,7 +127,8 @@ struct Dense {
       }
       case RuleKind::WSquare:
         Wcat = W.array().square().matrix();
-        wsq_den = Wcat.rowwise().sum().transpose();
+        wsq_den.resize(o);
+        row_sums(Wcat, wsq_den);
         break;
 
       default:
@@ -133,7 +138,7 @@ struct Dense {
 
   // Z = A W^T + b
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
-    product_nt<T>(A, W, Z, threads);
+    product(A, Wt, Z, threads);
     Z.rowwise() += b;
   }
 
@@ -147,7 +152,7 @@ struct Dense {
       case RuleKind::Epsilon: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
         stabilized_ratio(R, Z, T(rule.epsilon), S);
-        product_nn<T>(S, W, Rin, ws, threads);
+        product(S, W, Rin, threads);
         Rin.array() *= A.array();
         break;
       }
@@ -158,11 +163,11 @@ struct Dense {
         break;
       case RuleKind::ZBox: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
-        product_nt<T>(A, W, S, threads);
+        product(A, Wt, S, threads);
         S.rowwise() -= zbox_shift;
         stabilized_ratio(R, S, eps_s, S);
         MatrixMap<T> G = ws.matrix<T>(n, 3 * i);
-        product_nn<T>(S, Wcat, G, ws, threads);
+        product(S, Wcat, G, threads);
         Rin = A.array() * G.leftCols(i).array();
         Rin.array() -= G.middleCols(i, i).array().rowwise() * low.array();
         Rin.array() -= G.rightCols(i).array().rowwise() * high.array();
@@ -171,13 +176,13 @@ struct Dense {
       case RuleKind::WSquare: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
         stabilized_ratio(R, wsq_den.replicate(n, 1), eps_s, S);
-        product_nn<T>(S, Wcat, Rin, ws, threads);
+        product(S, Wcat, Rin, threads);
         break;
       }
       case RuleKind::Flat: {
         // every input is connected to every output: z_j = in, so R_i = sum_j R_j / stab(in)
         const T den = stabilize(T(i), eps_s);
-        for (Index r = 0; r < n; ++r) Rin.row(r).setConstant(R.row(r).sum() / den);
+        for (Index r = 0; r < n; ++r) Rin.row(r).setConstant(ordered_sum(R.row(r).data(), R.cols()) / den);
         break;
       }
       case RuleKind::Pass:
@@ -197,13 +202,13 @@ struct Dense {
     MatrixMap<T> S = ws.matrix<T>(n, 2 * o);
     if (!signed_input) {
       MatrixMap<T> Sn(S.data(), n, nz);
-      product_nt<T>(A, UV.topRows(nz), Sn, threads);
+      product(A, UVt.leftCols(nz), Sn, threads);
       two_weight_ratio<T>(rule, Sn, R, Z, bu, bv, second);
       // Gamma below a ReLU: no relevance where z < 0, so S2 = 0 and only U is needed (conv.hpp)
       if (rule.kind == RuleKind::Gamma && !(Sn.rightCols(o).array() != T(0)).any())
-        product_nn<T>(Sn.leftCols(o), UV.topRows(o), Rin, ws, threads);
+        product(Sn.leftCols(o), UV.topRows(o), Rin, threads);
       else
-        product_nn<T>(Sn, UV.topRows(nz), Rin, ws, threads);
+        product(Sn, UV.topRows(nz), Rin, threads);
       Rin.array() *= A.array();
       return;
     }
@@ -213,8 +218,8 @@ struct Dense {
     Ap = A.cwiseMax(T(0));
     An = A.cwiseMin(T(0));
     MatrixMap<T> Q = ws.matrix<T>(n, 2 * o);
-    product_nt<T>(Ap, UV, S, threads);  // [a+ U^T, a+ V^T]
-    product_nt<T>(An, UV, Q, threads);  // [a- U^T, a- V^T]
+    product(Ap, UVt, S, threads);  // [a+ U^T, a+ V^T]
+    product(An, UVt, Q, threads);  // [a- U^T, a- V^T]
     S.leftCols(o) += Q.rightCols(o);
     S.rightCols(o) += Q.leftCols(o);
     two_weight_ratio<T>(rule, S, R, Z, bu, bv, true);
@@ -222,8 +227,8 @@ struct Dense {
     Q.leftCols(o) = S.rightCols(o);
     Q.rightCols(o) = S.leftCols(o);
     MatrixMap<T> G = ws.matrix<T>(n, i);
-    product_nn<T>(S, UV, Rin, ws, threads);
-    product_nn<T>(Q, UV, G, ws, threads);
+    product(S, UV, Rin, threads);
+    product(Q, UV, G, threads);
     Rin.array() = Ap.array() * Rin.array() + An.array() * G.array();
   }
 };

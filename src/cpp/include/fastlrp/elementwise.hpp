@@ -3,6 +3,7 @@
 #pragma once
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/gemm.hpp"
 #include "fastlrp/rules.hpp"
 
 namespace fastlrp::kernels {
@@ -30,7 +31,11 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
     case Activation::Identity: Y = A; return;
     case Activation::ReLU: Y = A.cwiseMax(T(0)); return;
     case Activation::LeakyReLU: Y = A.unaryExpr([param](T v) { return v >= T(0) ? v : param * v; }); return;
-    case Activation::Tanh: Y = A.array().tanh().matrix(); return;
+    case Activation::Tanh:  // the C library's tanh and exp on every element: Eigen's vector versions
+      // differ from the scalar ones in the last bits, and which one an element gets depends on its
+      // position; ties must stay ties
+      Y = A.unaryExpr([](T v) { return std::tanh(v); });
+      return;
     case Activation::Sigmoid:
       Y = A.unaryExpr([](T v) {
         // written so that exp never overflows
@@ -50,9 +55,10 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
       for (Index r = 0; r < A.rows(); ++r) {
         const T m = A.row(r).maxCoeff();
         const RowVector<T> shifted = A.row(r).array() - m;
-        const T sum = shifted.array().exp().sum();
+        const RowVector<T> e = shifted.unaryExpr([](T v) { return std::exp(v); });
+        const T sum = ordered_sum(e.data(), e.size());
         if (kind == Activation::Softmax)
-          Y.row(r) = shifted.array().exp() / sum;
+          Y.row(r) = e / sum;
         else
           Y.row(r) = shifted.array() - std::log(sum);
       }

@@ -1,70 +1,194 @@
-// Matrix products of the dense kernels, with a split for tiny batches.
+// fastlrp's one matrix product, C = A B (+ C), with position-independent arithmetic.
 //
-// For a batch of one sample a product is a matrix-vector product that streams the weights
-// from memory. With one chunk of the batch per thread (network.hpp) a single sample would run
-// on one core; here both cores each take half of the weight rows instead, so each core's half
-// of the weights stays in its own L2 cache across the forward and backward passes. Networks
-// with convolutions (one team of threads per layer) split their dense layers the same way.
+// Every output C_ij is one chain of multiply-adds over k = 0, 1, ..., K-1 in that order,
+// starting from zero (or from C_ij when accumulating): acc = fma(A_ik, B_kj, acc). Vector lanes
+// run along j only, never along k, and a partial vector (a column tail) is a masked vector of
+// the same instruction, so C_ij comes out bit-identical wherever it sits: in the body or a
+// tail, in any row of any tile, on any thread, in a batch of any size. Blocking over k stores
+// the chain's value in C and continues from it, which changes nothing either. This is what
+// makes ties stay ties (identical input patches give identical outputs) and explanations
+// independent of the thread count and the batch (docs/reliability.md). Eigen's GEMM, which
+// fastlrp used before, vectorises the last rows of a block along k and picks its k-blocking
+// from the matrix sizes: the same output came out in different bits in different places.
+//
+// Threading is the caller's: `product` splits the columns of C over threads (never k).
 #pragma once
 
+#include <algorithm>
+
 #include "fastlrp/common.hpp"
-#include "fastlrp/workspace.hpp"
+#include "fastlrp/simd.hpp"
 
 namespace fastlrp::kernels {
 
-// Products smaller than this many weights are not worth a fork/join.
-constexpr Index kSplitMinWeights = 1 << 14;
+namespace gemm_detail {
 
-// `threads`: the threads this call may use (1 inside a per-thread chunk of a batch).
-inline int split_threads(int threads, Index weights) {
+constexpr int kMR = 6;                                 // rows per micro-kernel
+constexpr int kNV = simd::kBytes >= 64 ? 4 : 2;        // vectors of columns per micro-kernel
+constexpr Index kKC = 256;                             // k per block (the B panel stays in L1/L2)
+constexpr Index kMC = 96;                              // rows per block (the A block stays in L2)
+
+// C[0:R, 0:NV vectors] over kc steps; with Tail, the last vector has `rem` lanes.
+template <class T, int R, int NV, bool Tail>
+void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem, bool load_c) {
+  using S = simd::Vec<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  V acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      if (!load_c)
+        acc[r][v] = S::zero();
+      else if (Tail && v == NV - 1)
+        acc[r][v] = S::load_part(C + r * ldc + v * W, rem);
+      else
+        acc[r][v] = S::load(C + r * ldc + v * W);
+    }
+  for (Index k = 0; k < kc; ++k) {
+    V b[NV];
+    const T* bk = B + k * ldb;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = (Tail && v == NV - 1) ? S::load_part(bk + v * W, rem) : S::load(bk + v * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V a = S::set1(A[r * lda + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a, b[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      if (Tail && v == NV - 1)
+        S::store_part(C + r * ldc + v * W, acc[r][v], rem);
+      else
+        S::store(C + r * ldc + v * W, acc[r][v]);
+    }
+}
+
+template <class T, int R>
+void micro_rows(int nv, bool tail, Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem,
+                bool load_c) {
+#define FASTLRP_MICRO_CASE(NV)                                                    \
+  case NV:                                                                        \
+    if constexpr (NV <= kNV) {                                                    \
+      if (tail)                                                                   \
+        micro<T, R, NV, true>(kc, A, lda, B, ldb, C, ldc, rem, load_c);           \
+      else                                                                        \
+        micro<T, R, NV, false>(kc, A, lda, B, ldb, C, ldc, rem, load_c);          \
+    }                                                                             \
+    return;
+  switch (nv) {
+    FASTLRP_MICRO_CASE(1)
+    FASTLRP_MICRO_CASE(2)
+    FASTLRP_MICRO_CASE(3)
+    FASTLRP_MICRO_CASE(4)
+  }
+#undef FASTLRP_MICRO_CASE
+}
+
+template <class T>
+void micro_any(int mr, int nv, bool tail, Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+               int rem, bool load_c) {
+  switch (mr) {
+    case 1: return micro_rows<T, 1>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 2: return micro_rows<T, 2>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 3: return micro_rows<T, 3>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 4: return micro_rows<T, 4>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 5: return micro_rows<T, 5>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 6: return micro_rows<T, 6>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+  }
+}
+
+}  // namespace gemm_detail
+
+// C (m x n, row stride ldc) = A (m x k, row stride lda) B (k x n, row stride ldb), plus C's
+// previous value when `accumulate`. Single-threaded.
+template <class T>
+void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+          bool accumulate = false) {
+  using namespace gemm_detail;
+  constexpr int W = simd::Vec<T>::W;
+  constexpr Index NB = kNV * W;
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    if (!accumulate)
+      for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
+    return;
+  }
+  for (Index k0 = 0; k0 < k; k0 += kKC) {
+    const Index kc = std::min(kKC, k - k0);
+    const bool load_c = accumulate || k0 > 0;
+    for (Index i0 = 0; i0 < m; i0 += kMC) {
+      const Index i1 = std::min(m, i0 + kMC);
+      for (Index j = 0; j < n; j += NB) {
+        const Index nb = std::min(NB, n - j);
+        const int nv = static_cast<int>((nb + W - 1) / W);
+        const int rem = static_cast<int>(nb - (nv - 1) * W);
+        const bool tail = rem < W;
+        for (Index i = i0; i < i1; i += kMR) {
+          const int mr = static_cast<int>(std::min<Index>(kMR, i1 - i));
+          micro_any<T>(mr, nv, tail, kc, A + i * lda + k0, lda, B + k0 * ldb + j, ldb, C + i * ldc + j, ldc, rem,
+                       load_c);
+        }
+      }
+    }
+  }
+}
+
+// Products smaller than this many multiply-adds are not worth a fork/join.
+constexpr Index kSplitMinWork = Index(1) << 16;
+
+// C = A B (+ C) on Eigen row-major operands (matrices, maps or their blocks), the columns of C
+// split over `threads` threads when the product is large enough and we are not already inside
+// a parallel region. A split never cuts a chain over k, so the result is the same for any split.
+template <class MA, class MB, class MC>
+void product(const MA& A, const MB& B, MC&& C, int threads, bool accumulate = false) {
+  using T = typename std::decay_t<MC>::Scalar;
+  static_assert(std::decay_t<MA>::IsRowMajor || std::decay_t<MA>::RowsAtCompileTime == 1, "A must be row-major");
+  static_assert(std::decay_t<MB>::IsRowMajor || std::decay_t<MB>::RowsAtCompileTime == 1, "B must be row-major");
+  static_assert(std::decay_t<MC>::IsRowMajor || std::decay_t<MC>::RowsAtCompileTime == 1, "C must be row-major");
+  const Index m = A.rows(), k = A.cols(), n = B.cols();
+  if (B.rows() != k || C.rows() != m || C.cols() != n) throw std::logic_error("product: shapes do not match");
+  const T* a = A.data();
+  const T* b = B.data();
+  T* c = C.data();
+  const Index lda = A.outerStride(), ldb = B.outerStride(), ldc = C.outerStride();
+  constexpr Index W = simd::Vec<T>::W;
+  int parts = 1;
 #ifdef _OPENMP
-  if (threads <= 1 || weights < kSplitMinWeights || omp_in_parallel()) return 1;
-  return threads;
-#else
-  (void)threads;
-  (void)weights;
-  return 1;
+  if (threads > 1 && !omp_in_parallel() && m * n * k >= kSplitMinWork && n >= 2 * W)
+    parts = static_cast<int>(std::min<Index>(threads, n / W));
 #endif
-}
-
-// C = A B^T, B row-major (out, in): the forward product. Split over the rows of B.
-template <class T, class MA, class MB, class MC>
-void product_nt(const MA& A, const MB& B, MC&& C, int threads) {
-  threads = split_threads(threads, B.size());
-  if (threads <= 1) {
-    C.noalias() = A * B.transpose();
+  if (parts <= 1) {
+    gemm<T>(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
     return;
   }
-  const Index o = B.rows();
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-  for (int t = 0; t < threads; ++t) {
-    const Index j0 = o * t / threads, j1 = o * (t + 1) / threads;
-    C.middleCols(j0, j1 - j0).noalias() = A * B.middleRows(j0, j1 - j0).transpose();
+  const Index blocks = (n + W - 1) / W;
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int p = 0; p < parts; ++p) {
+    const Index j0 = std::min(n, blocks * p / parts * W), j1 = std::min(n, blocks * (p + 1) / parts * W);
+    if (j1 > j0) gemm<T>(m, j1 - j0, k, a, lda, b + j0, ldb, c + j0, ldc, accumulate);
   }
 }
 
-// C = S B, B row-major (out, in): the backward product. Split over the rows of B (the same
-// rows each thread read in product_nt), each thread summing into its own partial result.
-template <class T, class MS, class MB, class MC>
-void product_nn(const MS& S, const MB& B, MC&& C, Workspace& ws, int threads) {
-  threads = split_threads(threads, B.size());
-  if (threads <= 1) {
-    C.noalias() = S * B;
-    return;
-  }
-  const Index o = B.rows(), n = S.rows(), i = B.cols();
-  const auto mark = ws.mark();
-  MatrixMap<T> partial = ws.matrix<T>(n * (threads - 1), i);
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-  for (int t = 0; t < threads; ++t) {
-    const Index j0 = o * t / threads, j1 = o * (t + 1) / threads;
-    if (t == 0)
-      C.noalias() = S.middleCols(j0, j1 - j0) * B.middleRows(j0, j1 - j0);
-    else
-      partial.middleRows(n * (t - 1), n).noalias() = S.middleCols(j0, j1 - j0) * B.middleRows(j0, j1 - j0);
-  }
-  for (int t = 1; t < threads; ++t) C += partial.middleRows(n * (t - 1), n);
-  ws.release(mark);
+// The sum of n values in index order: one chain, the same bits for the same values wherever
+// they sit (Eigen's sum() starts its vectors at the first aligned address, which moves with
+// the row's position in a batch).
+template <class T>
+inline T ordered_sum(const T* p, Index n) {
+  T s = T(0);
+  for (Index i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+
+// out(r) = the ordered sum of row r of M.
+template <class M, class V>
+void row_sums(const M& m, V&& out) {
+  for (Index r = 0; r < m.rows(); ++r) out(r) = ordered_sum(&m(r, 0), m.cols());
 }
 
 }  // namespace fastlrp::kernels

@@ -182,7 +182,7 @@ class Graph {
       RowMatrix<T> R0 = pool.take(n, out);
       seed_relevance(L, r0, targets, start, e, MatrixMap<T>(R0.data(), n, out));
       if (skips_last()) {  // the skipped output nonlinearity's output carries the start relevance
-        e.conservation.col(V).segment(r0, n) = R0.rowwise().sum();
+        row_sums(R0, e.conservation.col(V).segment(r0, n));
         if (layerwise) rows_of(e.layers[V], r0, n) = R0;
       }
       rel[logits + 1] = std::move(R0);
@@ -194,13 +194,13 @@ class Graph {
           R = pool.take(n, node.out);
           R.setZero();
         }
-        e.conservation.col(k + 1).segment(r0, n) = R.rowwise().sum();
+        row_sums(R, e.conservation.col(k + 1).segment(r0, n));
         if (layerwise) rows_of(e.layers[k + 1], r0, n) = R;
         backward_node(k, a, std::move(R), rel, threads);
       }
       RowMatrix<T>& Rin = rel[0];
       if (Rin.size() == 0) Rin.setZero(n, in_width);
-      e.conservation.col(0).segment(r0, n) = Rin.rowwise().sum();
+      row_sums(Rin, e.conservation.col(0).segment(r0, n));
       rows_of(e.relevance, r0, n) = Rin;
       if (layerwise) rows_of(e.layers[0], r0, n) = Rin;
       pool.give(std::move(Rin));

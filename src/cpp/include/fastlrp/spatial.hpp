@@ -1,17 +1,15 @@
-// Geometry of sliding windows over NHWC images, im2col/col2im, and the tiling that spreads a
-// convolution over threads.
+// Geometry of sliding windows over NHWC images, the patches of a convolution's forward product
+// (im2col) and of its backward product (gather_rows), and the ranges that spread them over
+// threads.
 //
-// Images are stored channels-last, one sample per row of an (N, H*W*C) matrix: a window's
-// kw*C values of one image row are contiguous, and every output pixel's channels are a row of
-// an (N*Ho*Wo, C) matrix, so a convolution is one GEMM per tile of output pixels.
+// Images are stored channels-last, one sample per row of an (N, H*W*C) matrix: every pixel's
+// channels are a row of an (N*H*W, C) matrix, so a convolution is one GEMM per range of output
+// pixels forward and one per range of input pixels backward.
 #pragma once
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -35,218 +33,91 @@ struct Geometry {
   Index in_size() const { return H * W * C; }
   Index pixels_out() const { return Ho * Wo; }
   Index K() const { return kh * kw * C; }  // patch length, ordered (ky, kx, c)
-  // Output rows per tile so that tiles t and t + 2 of a sample never touch the same input row.
-  Index phase_rows() const { return std::max<Index>(1, ((kh - 1) * dh + 1 + sh - 1) / sh); }
-  // [lo, hi): the output columns whose input column ox - pw + kx lies inside the image (unit x
-  // stride and dilation, as im2col_planar)
-  std::pair<Index, Index> inside_columns(Index kx) const {
-    const Index lo = std::min(Wo, std::max<Index>(0, pw - kx));
-    return {lo, std::max(lo, std::min<Index>(Wo, W + pw - kx))};
-  }
 };
 
-// Short runs: im2col copies, and col2im adds, kw*C values at a time (5 for a 5x5 kernel over
-// one channel). A call to memcpy or a scalar loop costs more than the copy itself there; with
-// AVX-512 a run of up to one vector is one masked load and store. Add: dst += src, else dst = src.
-template <bool Add, class T>
-inline void short_run(T* dst, const T* src, Index n) {
-#ifdef __AVX512F__
-  if (n * static_cast<Index>(sizeof(T)) <= 64) {
-    if constexpr (sizeof(T) == 8) {
-      const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
-      __m512d v = _mm512_maskz_loadu_pd(m, src);
-      if constexpr (Add) v = _mm512_add_pd(v, _mm512_maskz_loadu_pd(m, dst));
-      _mm512_mask_storeu_pd(dst, m, v);
-    } else {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-      __m512 v = _mm512_maskz_loadu_ps(m, src);
-      if constexpr (Add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));
-      _mm512_mask_storeu_ps(dst, m, v);
+// Patches of a flat range of output pixels [q0, q1) over a batch (pixel q = n * Ho * Wo +
+// oy * Wo + ox), for the forward product: P (q1 - q0, K) row-major, K ordered (ky, kx, c), or,
+// transposed, PT (K, q1 - q0) with row stride ld. Padding contributes zeros.
+template <class T, bool Transposed = false>
+void im2col(const T* x, const Geometry& g, Index q0, Index q1, T* P, Index ld = 0) {
+  const Index C = g.C, K = g.K(), per = g.pixels_out();
+  for (Index q = q0; q < q1; ++q) {
+    const Index n = q / per, oy = (q % per) / g.Wo, ox = q % g.Wo, r = q - q0;
+    const T* a = x + n * g.in_size();
+    for (Index ky = 0; ky < g.kh; ++ky) {
+      const Index iy = oy * g.sh - g.ph + ky * g.dh;
+      for (Index kx = 0; kx < g.kw; ++kx) {
+        const Index ix = ox * g.sw - g.pw + kx * g.dw, k0 = (ky * g.kw + kx) * C;
+        const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+        const T* src = a + (iy * g.W + ix) * C;
+        if constexpr (Transposed) {
+          for (Index c = 0; c < C; ++c) P[(k0 + c) * ld + r] = inside ? src[c] : T(0);
+        } else if (inside) {
+          std::memcpy(P + r * K + k0, src, sizeof(T) * C);
+        } else {
+          std::fill(P + r * K + k0, P + r * K + k0 + C, T(0));
+        }
+      }
     }
-    return;
   }
-#endif
-  if constexpr (Add) {
-    for (Index c = 0; c < n; ++c) dst[c] += src[c];
-  } else {
-    std::memcpy(dst, src, sizeof(T) * n);
+}
+
+// The backward product as a gather: for a flat range of input pixels [p0, p1), the rows of S
+// (N * Ho * Wo, ncols of a row stride sld; one per output pixel) that each tap (ky, kx) of the kernel connects to
+// the pixel, zeros where the tap reaches no output (padding, or between the steps of a
+// stride). Pg (p1 - p0, taps * ncols) row-major, ordered (ky, kx, column), or transposed,
+// PgT (taps * ncols, p1 - p0) with row stride ld. Times a gather weight (conv.hpp) this gives
+// each input pixel its relevance as one chain over (ky, kx, column): no scatter, no two
+// threads writing one value, the same order for every pixel.
+template <class T, bool Transposed = false>
+void gather_rows(const T* S, Index sld, Index ncols, const Geometry& g, Index p0, Index p1, T* Pg, Index ld = 0) {
+  const Index per = g.H * g.W, taps = g.kh * g.kw, L = taps * ncols;
+  for (Index p = p0; p < p1; ++p) {
+    const Index n = p / per, iy = (p % per) / g.W, ix = p % g.W, r = p - p0;
+    const T* s = S + n * g.pixels_out() * sld;
+    for (Index ky = 0; ky < g.kh; ++ky) {
+      const Index ty = iy + g.ph - ky * g.dh, oy = ty / g.sh;
+      const bool yin = ty >= 0 && ty % g.sh == 0 && oy < g.Ho;
+      for (Index kx = 0; kx < g.kw; ++kx) {
+        const Index tx = ix + g.pw - kx * g.dw, ox = tx / g.sw, k0 = (ky * g.kw + kx) * ncols;
+        const bool inside = yin && tx >= 0 && tx % g.sw == 0 && ox < g.Wo;
+        const T* src = s + (oy * g.Wo + ox) * sld;
+        if constexpr (Transposed) {
+          for (Index c = 0; c < ncols; ++c) Pg[(k0 + c) * ld + r] = inside ? src[c] : T(0);
+        } else if (inside) {
+          std::memcpy(Pg + r * L + k0, src, sizeof(T) * ncols);
+        } else {
+          std::fill(Pg + r * L + k0, Pg + r * L + k0 + ncols, T(0));
+        }
+      }
+    }
   }
 }
 
-// P (rows, K): the patches of output rows [y0, y1) of one sample (a: its H*W*C values).
-template <class T>
-void im2col(const T* a, const Geometry& g, Index y0, Index y1, T* P) {
-  const Index C = g.C, K = g.K();
-  Index r = 0;
-  for (Index oy = y0; oy < y1; ++oy)
-    for (Index ox = 0; ox < g.Wo; ++ox, ++r) {
-      T* dst = P + r * K;
-      const Index ix0 = ox * g.sw - g.pw;
-      const bool row_inside = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.W;
-      for (Index ky = 0; ky < g.kh; ++ky) {
-        const Index iy = oy * g.sh - g.ph + ky * g.dh;
-        if (row_inside) {  // the kernel row's kw*C values are contiguous in the image
-          if (iy < 0 || iy >= g.H)
-            std::memset(dst, 0, sizeof(T) * C * g.kw);
-          else
-            short_run<false>(dst, a + (iy * g.W + ix0) * C, C * g.kw);
-          dst += C * g.kw;
-          continue;
-        }
-        for (Index kx = 0; kx < g.kw; ++kx, dst += C) {
-          const Index ix = ox * g.sw - g.pw + kx * g.dw;
-          if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
-            std::memset(dst, 0, sizeof(T) * C);
-          else
-            short_run<false>(dst, a + (iy * g.W + ix) * C, C);
-        }
-      }
-    }
+// [0, total) cut into ranges of about `target` (at least enough for every thread twice).
+inline std::vector<std::pair<Index, Index>> ranges_of(Index total, Index target, int threads) {
+  target = std::max<Index>(1, std::min(target, (total + 2 * threads - 1) / (2 * threads)));
+  std::vector<std::pair<Index, Index>> r;
+  for (Index b = 0; b < total; b += target) r.emplace_back(b, std::min(total, b + target));
+  return r;
 }
 
-// acc += the patches G (rows, ld) from column `col` on, scattered back to one sample's image.
-template <class T>
-void col2im(const T* G, Index ld, Index col, const Geometry& g, Index y0, Index y1, T* acc) {
-  const Index C = g.C;
-  Index r = 0;
-  for (Index oy = y0; oy < y1; ++oy)
-    for (Index ox = 0; ox < g.Wo; ++ox, ++r) {
-      const T* src = G + r * ld + col;
-      const Index ix0 = ox * g.sw - g.pw;
-      const bool row_inside = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.W;
-      for (Index ky = 0; ky < g.kh; ++ky) {
-        const Index iy = oy * g.sh - g.ph + ky * g.dh;
-        if (row_inside) {  // one contiguous run of kw*C values
-          if (iy >= 0 && iy < g.H) {
-            short_run<true>(acc + (iy * g.W + ix0) * C, src, C * g.kw);
-          }
-          src += C * g.kw;
-          continue;
-        }
-        for (Index kx = 0; kx < g.kw; ++kx, src += C) {
-          const Index ix = ox * g.sw - g.pw + kx * g.dw;
-          if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-          short_run<true>(acc + (iy * g.W + ix) * C, src, C);
-        }
-      }
-    }
-}
-
-// One input channel, unit stride and dilation along x (a first layer on grey images): the
-// patches transposed, PT (K, rows) with row stride ld, are whole contiguous runs of an image
-// row, Wo values each, instead of K runs of kw values per output pixel.
-template <class T>
-void im2col_planar(const T* a, const Geometry& g, Index y0, Index y1, T* PT, Index ld) {
-  const Index Wo = g.Wo;
-  for (Index ky = 0; ky < g.kh; ++ky)
-    for (Index kx = 0; kx < g.kw; ++kx) {
-      T* row = PT + (ky * g.kw + kx) * ld;
-      const auto [lo, hi] = g.inside_columns(kx);
-      for (Index oy = y0; oy < y1; ++oy, row += Wo) {
-        const Index iy = oy * g.sh - g.ph + ky * g.dh;
-        if (iy < 0 || iy >= g.H) {
-          std::fill(row, row + Wo, T(0));
-          continue;
-        }
-        std::fill(row, row + lo, T(0));
-        std::memcpy(row + lo, a + iy * g.W + lo - g.pw + kx, sizeof(T) * (hi - lo));
-        std::fill(row + hi, row + Wo, T(0));
-      }
-    }
-}
-
-// acc += the transposed patches GT (K, rows) scattered back: im2col_planar's inverse.
-template <class T>
-void col2im_planar(const T* GT, Index ld, const Geometry& g, Index y0, Index y1, T* acc) {
-  const Index Wo = g.Wo;
-  for (Index ky = 0; ky < g.kh; ++ky)
-    for (Index kx = 0; kx < g.kw; ++kx) {
-      const T* row = GT + (ky * g.kw + kx) * ld;
-      const auto [lo, hi] = g.inside_columns(kx);
-      for (Index oy = y0; oy < y1; ++oy, row += Wo) {
-        const Index iy = oy * g.sh - g.ph + ky * g.dh;
-        if (iy < 0 || iy >= g.H) continue;
-        T* d = acc + iy * g.W + lo - g.pw + kx;
-        for (Index ox = lo; ox < hi; ++ox) d[ox - lo] += row[ox];
-      }
-    }
-}
-
-struct Tile {
-  Index n0, n1;  // samples [n0, n1); with more than one, whole images
-  Index y0, y1;  // output rows [y0, y1) of each
-  Index phase;   // 0 or 1: tiles of one phase never share input rows
-  Index pixels(const Geometry& g) const { return (n1 - n0) * (y1 - y0) * g.Wo; }
-  Index first_pixel(const Geometry& g) const { return n0 * g.pixels_out() + y0 * g.Wo; }
-};
-
-// Tiles of about `target_pixels` output pixels: several whole small images, or bands of at
-// least `min_rows` output rows of a large one. The output pixels of a tile are consecutive
-// rows of the (N*Ho*Wo, C) output, so each tile is one GEMM.
-inline std::vector<Tile> make_tiles(Index N, const Geometry& g, Index target_pixels, Index min_rows, int threads) {
-  std::vector<Tile> tiles;
-  const Index per_image = g.pixels_out();
-  if (per_image * 2 <= target_pixels) {  // small images: whole images per tile, no shared rows
-    Index images = std::max<Index>(1, target_pixels / per_image);
-    while (images > 1 && (N + images - 1) / images < 2 * threads) images = (images + 1) / 2;
-    for (Index n = 0; n < N; n += images) tiles.push_back({n, std::min(N, n + images), 0, g.Ho, 0});
-    return tiles;
-  }
-  Index rows = std::max<Index>(min_rows, (target_pixels + g.Wo - 1) / g.Wo);
-  // enough tiles to keep every thread busy in each phase
-  while (rows > min_rows && N * ((g.Ho + rows - 1) / rows) < 4 * threads) rows = std::max(min_rows, rows / 2);
-  for (Index n = 0; n < N; ++n)
-    for (Index y = 0, t = 0; y < g.Ho; y += rows, ++t) tiles.push_back({n, n + 1, y, std::min(g.Ho, y + rows), t % 2});
-  return tiles;
-}
-
-// im2col / col2im over a tile: image by image (x, acc: row n of an (N, H*W*C) matrix).
-template <class T>
-void im2col_tile(const T* x, const Geometry& g, const Tile& t, T* P) {
-  const Index per = (t.y1 - t.y0) * g.Wo * g.K();
-  for (Index n = t.n0; n < t.n1; ++n) im2col(x + n * g.in_size(), g, t.y0, t.y1, P + (n - t.n0) * per);
-}
-
-// The same over a tile, as transposed patches (K, rows of the tile).
-template <class T>
-void im2col_planar_tile(const T* x, const Geometry& g, const Tile& t, T* PT) {
-  const Index rows = t.pixels(g), per = rows / (t.n1 - t.n0);
-  for (Index n = t.n0; n < t.n1; ++n) im2col_planar(x + n * g.in_size(), g, t.y0, t.y1, PT + (n - t.n0) * per, rows);
-}
-
-// acc += GT (K, rows of the tile; ld 0: one row for every k) scattered back.
-template <class T>
-void col2im_planar_tile(const T* GT, Index ld, const Geometry& g, const Tile& t, T* acc) {
-  const Index per = t.pixels(g) / (t.n1 - t.n0);
-  for (Index n = t.n0; n < t.n1; ++n) col2im_planar(GT + (n - t.n0) * per, ld, g, t.y0, t.y1, acc + n * g.in_size());
-}
-
-template <class T>
-void col2im_tile(const T* G, Index ld, Index col, const Geometry& g, const Tile& t, T* acc) {
-  const Index per = (t.y1 - t.y0) * g.Wo * ld;
-  for (Index n = t.n0; n < t.n1; ++n) col2im(G + (n - t.n0) * per, ld, col, g, t.y0, t.y1, acc + n * g.in_size());
-}
-
-// Runs f(tile) over the tiles on `threads` threads; with `phased`, phase 0 tiles first, then
-// phase 1 (so tiles that scatter into shared input rows never run at the same time).
+// Runs f(begin, end) over the ranges on `threads` threads.
 template <class F>
-void run_tiles(const std::vector<Tile>& tiles, bool phased, int threads, F&& f) {
+void run_ranges(const std::vector<std::pair<Index, Index>>& ranges, int threads, F&& f) {
   std::exception_ptr error;
   std::mutex m;
-  for (Index phase = 0; phase < (phased ? 2 : 1); ++phase) {
-    const Index count = static_cast<Index>(tiles.size());
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-    for (Index t = 0; t < count; ++t) {
-      if (phased && tiles[t].phase != phase) continue;
-      try {
-        f(tiles[t]);
-      } catch (...) {
-        std::lock_guard<std::mutex> g(m);
-        if (!error) error = std::current_exception();
-      }
+  const Index count = static_cast<Index>(ranges.size());
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1 && count > 1)
+  for (Index t = 0; t < count; ++t) {
+    try {
+      f(ranges[t].first, ranges[t].second);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(m);
+      if (!error) error = std::current_exception();
     }
-    if (error) std::rethrow_exception(error);
   }
+  if (error) std::rethrow_exception(error);
 }
 
 // Runs f(begin, end) over [0, total) cut into one range per thread.
