@@ -33,14 +33,20 @@ constexpr Index kPatchElems = Index(1) << 19;
 template <class T>
 struct GatherWeight {
   Index ncols = 0, parts = 0;  // columns of S per tap; blocks of C outputs per input pixel
-  RowMatrix<T> M;              // (taps * ncols, parts * C)
+  RowMatrix<T> Mp;             // patch sums: the patch-space weight (ncols, parts * K)
+  RowMatrix<T> M;              // gathers: (taps * ncols, parts * C)
   RowMatrix<T> Mt;             // M^T, when transposed()
   bool transposed() const { return Mt.size() > 0; }
 
   // From a patch-space weight Mp (ncols, parts * K), K ordered (ky, kx, c).
-  void set(const RowMatrix<T>& Mp, Index parts_, const Geometry& g) {
-    ncols = Mp.rows();
+  void set(const RowMatrix<T>& mp, Index parts_, const Geometry& g, bool patch_sum) {
+    ncols = mp.rows();
     parts = parts_;
+    if (patch_sum) {
+      Mp = mp;
+      return;
+    }
+    const auto& Mp = mp;
     const Index taps = g.kh * g.kw, C = g.C, K = g.K();
     M.resize(taps * ncols, parts * C);
     for (Index tap = 0; tap < taps; ++tap)
@@ -66,6 +72,13 @@ struct Conv2d {
   GatherWeight<T> gw;        // the rule's backward weight
   GatherWeight<T> gw_u;      // two-weight rules: U alone (Gamma where no relevance reached z < 0)
   GatherWeight<T> gw_signed; // two-weight rules on signed inputs: [U; V] and [V; U] (or U and V)
+  std::vector<TapClass> ycls, xcls;  // input rows and columns grouped by the taps that reach them
+  AxisTaps ytaps, xtaps;             // the taps of each input row and column
+  // The backward's second stage by patch sums: G = S M_p per output pixel (patch space, one
+  // GEMM chain over S's columns), then each input value sums its taps' entries of G in the
+  // order (ky, kx). Chosen by geometry alone (never by batch or threads), when a sample's G
+  // fits in a few MiB; larger images gather (see above).
+  bool patch_sum = false;
 
   Index in_size() const { return g.in_size(); }
   Index out_size() const { return g.pixels_out() * cout; }
@@ -87,9 +100,14 @@ struct Conv2d {
       return M;
     };
     const RowMatrix<T> W = lin.W;
+    ycls = tap_classes(g.H, g.kh, g.sh, g.ph, g.dh, g.Ho);
+    xcls = tap_classes(g.W, g.kw, g.sw, g.pw, g.dw, g.Wo);
+    ytaps = axis_taps(g.H, g.kh, g.sh, g.ph, g.dh, g.Ho);
+    xtaps = axis_taps(g.W, g.kw, g.sw, g.pw, g.dw, g.Wo);
+    patch_sum = P * 3 * K * static_cast<Index>(sizeof(T)) <= (Index(8) << 20);
     switch (lin.rule.kind) {
       case RuleKind::Epsilon:
-        gw.set(W, 1, g);
+        gw.set(W, 1, g, patch_sum);
         break;
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
@@ -97,15 +115,15 @@ struct Conv2d {
         Wpt = W.cwiseMax(T(0)).transpose();
         Wnt = W.cwiseMin(T(0)).transpose();
         const Index o = cout, nz = lin.needs_second_term() ? 2 * o : o;
-        gw.set(lin.UV.topRows(nz), 1, g);
-        gw_u.set(lin.UV.topRows(o), 1, g);
+        gw.set(lin.UV.topRows(nz), 1, g, patch_sum);
+        gw_u.set(lin.UV.topRows(o), 1, g, patch_sum);
         RowMatrix<T> both(nz, 2 * K);  // G_0 = S [U; V] (or S_1 U), G_1 = S [V; U] (or S_1 V)
         both.leftCols(K) = lin.UV.topRows(nz);
         if (nz == 2 * o)
           both.rightCols(K) << lin.UV.bottomRows(o), lin.UV.topRows(o);
         else
           both.rightCols(K) = lin.UV.bottomRows(o);
-        gw_signed.set(both, 2, g);
+        gw_signed.set(both, 2, g, patch_sum);
         break;
       }
       case RuleKind::Flat:
@@ -115,7 +133,10 @@ struct Conv2d {
         const RowMatrix<T> ones = patches_of(RowVector<T>::Ones(g.in_size()));
         fixed.resize(P, cout);
         gemm<T>(P, cout, K, ones.data(), K, wt.data(), cout, fixed.data(), cout);
-        gw.set(w, 1, g);
+        if (lin.rule.kind == RuleKind::Flat)  // the gather sums each output pixel's factors (backward)
+          gw.set(RowMatrix<T>::Ones(1, K), 1, g, patch_sum);
+        else
+          gw.set(w, 1, g, patch_sum);
         break;
       }
       case RuleKind::ZBox: {
@@ -136,9 +157,9 @@ struct Conv2d {
           wzb.leftCols(K) = W;
           for (Index k = 0; k < K; ++k)
             wzb.col(K + k) = -low[k % C] * lin.Wcat.col(K + k) - high[k % C] * lin.Wcat.col(2 * K + k);
-          gw.set(wzb, 2, g);
+          gw.set(wzb, 2, g, patch_sum);
         } else {
-          gw.set(lin.Wcat, 3, g);
+          gw.set(lin.Wcat, 3, g, patch_sum);
         }
         break;
       }
@@ -152,8 +173,8 @@ struct Conv2d {
 
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
     const Index N = A.rows(), K = g.K();
-    // Fewer output channels than a vector has lanes (a first layer on grey images): the
-    // transposed product Z^T = W P^T runs its lanes along pixels; each output is the same chain.
+    // Fewer output channels than a vector has lanes: the transposed product Z^T = W P^T runs
+    // its lanes along pixels instead; each output is the same chain.
     const bool transposed = cout < simd::Vec<T>::W && !pointwise();
     run_ranges(ranges_of(N * g.pixels_out(), range_pixels(K), threads), threads, [&](Index q0, Index q1) {
       Workspace& ws = thread_workspace();
@@ -215,7 +236,7 @@ struct Conv2d {
           const Index r0 = n * P * o + c0;
           Eigen::Map<RowVector<T>> s(S.data() + r0, len);
           const Eigen::Map<const RowVector<T>> z(Z.data() + r0, len), f(fixed.data() + c0, len);
-          for (Index k = 0; k < len; ++k) s[k] = z[k] - lin.b[(c0 + k) % o] - f[k];
+          for (Index k = 0, j = c0 % o; k < len; ++k, j = j + 1 == o ? 0 : j + 1) s[k] = z[k] - lin.b[j] - f[k];
           stabilized_ratio(Eigen::Map<const RowVector<T>>(R.data() + r0, len), s, T(lin.rule.stabilizer), s);
         });
         break;
@@ -228,6 +249,18 @@ struct Conv2d {
         throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
     }
 
+    // Flat: every c_ij is 1, so each output pixel's factors enter only through their sum
+    const T* Sd = S.data();
+    Index sld = S.cols();  // rows of S hold sld >= G.ncols columns; a gather reads the first G.ncols
+    if (kind == RuleKind::Flat) {
+      T* sums = ws.take<T>(NP);
+      parallel_ranges(NP, threads, [&](Index b, Index e) {
+        for (Index r = b; r < e; ++r) sums[r] = ordered_sum(S.data() + r * o, o);
+      });
+      Sd = sums;
+      sld = 1;
+    }
+
     // Stage 2: gather over input pixels, then R_i by rule.
     const GatherWeight<T>* gwp = &gw;
     if (signed_input)
@@ -235,48 +268,143 @@ struct Conv2d {
     else if (kind == RuleKind::Gamma && !(S.rightCols(o).array() != T(0)).any())
       gwp = &gw_u;  // S_2 = 0: S [U; V] = S_1 U, the same chains without their zero terms
     const GatherWeight<T>& G = *gwp;
-    const Index C = g.C, HW = g.H * g.W, taps = g.kh * g.kw, L = taps * G.ncols, out = G.parts * C;
-    const Index sld = S.cols();  // rows of S hold ncols >= G.ncols columns; a gather reads the first G.ncols
-    run_ranges(ranges_of(N * HW, range_pixels(L), threads), threads, [&](Index p0, Index p1) {
+    const Index C = g.C, HW = g.H * g.W, taps = g.kh * g.kw, out = G.parts * C, nc = G.ncols;
+    // R_i by rule from the gathered factors gv (parts * C) of input pixel i0 / C of sample n
+    auto combine = [&](Index n, Index i0, const T* gv) {
+      const T* a = A.data() + n * A.cols() + i0;
+      T* rin = Rin.data() + n * Rin.cols() + i0;
+      if (kind == RuleKind::WSquare || kind == RuleKind::Flat) {
+        for (Index c = 0; c < C; ++c) rin[c] = gv[c];
+      } else if (signed_input) {
+        for (Index c = 0; c < C; ++c) rin[c] = std::max(a[c], T(0)) * gv[c] + std::min(a[c], T(0)) * gv[C + c];
+      } else if (kind == RuleKind::ZBox && zbox_folded) {
+        for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] + gv[C + c];
+      } else if (kind == RuleKind::ZBox) {
+        const T* l = low.data() + i0;
+        const T* h = high.data() + i0;
+        for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] - l[c] * gv[C + c] - h[c] * gv[2 * C + c];
+      } else {
+        for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c];
+      }
+    };
+    if (patch_sum) {
+      const Index K = g.K(), PK = G.parts * K;
+      auto sample = [&](Index n, int inner) {
+        Workspace& tw = thread_workspace();
+        const auto tmark = tw.mark();
+        MatrixMap<T> Gs = tw.matrix<T>(P, PK);
+        using StridedMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+        product(StridedMap(Sd + n * P * sld, P, nc, Eigen::OuterStride<>(sld)), G.Mp, Gs, inner);
+        auto rows = [&](Index y0, Index y1) {
+          std::vector<T> acc(out);
+          for (Index iy = y0; iy < y1; ++iy)
+            for (Index ix = 0; ix < g.W; ++ix) {
+              std::fill(acc.begin(), acc.end(), T(0));
+              for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a)
+                for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b) {
+                  const T* row = Gs.data() + (ytaps.out[a] * g.Wo + xtaps.out[b]) * PK + (ytaps.tap[a] * g.kw + xtaps.tap[b]) * C;
+                  for (Index p = 0; p < G.parts; ++p)
+                    for (Index c = 0; c < C; ++c) acc[p * C + c] += row[p * K + c];
+                }
+              combine(n, (iy * g.W + ix) * C, acc.data());
+            }
+        };
+        if (inner > 1) {
+#pragma omp parallel for num_threads(inner) schedule(static)
+          for (Index t = 0; t < inner; ++t) rows(g.H * t / inner, g.H * (t + 1) / inner);
+        } else {
+          rows(0, g.H);
+        }
+        tw.release(tmark);
+      };
+      if (N >= threads || threads <= 1) {
+        std::vector<std::pair<Index, Index>> each;
+        for (Index n = 0; n < N; ++n) each.emplace_back(n, n + 1);
+        run_ranges(each, threads, [&](Index n, Index) { sample(n, 1); });
+      } else {
+        for (Index n = 0; n < N; ++n) sample(n, threads);
+      }
+      ws.release(mark);
+      return;
+    }
+    std::vector<std::pair<Index, Index>> items;  // indices into blocks
+    std::vector<GatherBlock> blocks;
+    for (Index n = 0; n < N; ++n)
+      for (Index yc = 0; yc < static_cast<Index>(ycls.size()); ++yc)
+        for (Index xc = 0; xc < static_cast<Index>(xcls.size()); ++xc) {
+          const Index pixels = static_cast<Index>(ycls[yc].pos.size() * xcls[xc].pos.size());
+          const Index Lg = static_cast<Index>(ycls[yc].taps.size() * xcls[xc].taps.size()) * nc;
+          const Index step = std::min(pixels, range_pixels(Lg));
+          for (Index r = 0; r < pixels; r += step) blocks.push_back({n, yc, xc, r, std::min(pixels, r + step)});
+        }
+    for (Index i = 0; i < static_cast<Index>(blocks.size()); ++i) items.emplace_back(i, i + 1);
+    T* ST = nullptr;  // transposed gathers read S transposed per sample, (N, nc, P)
+    if (G.transposed()) {
+      ST = ws.take<T>(NP * nc);
+      parallel_ranges(N * nc, threads, [&](Index b, Index e) {
+        for (Index nj = b; nj < e; ++nj) {
+          const Index n = nj / nc, j = nj % nc;
+          const T* src = Sd + n * P * sld + j;
+          T* dst = ST + nj * P;
+          for (Index p = 0; p < P; ++p) dst[p] = src[p * sld];
+        }
+      });
+    }
+    run_ranges(items, threads, [&](Index bi, Index) {
+      const GatherBlock& b = blocks[bi];
+      const TapClass &yc = ycls[b.yc], &xc = xcls[b.xc];
       Workspace& tw = thread_workspace();
       const auto tmark = tw.mark();
-      const Index rows = p1 - p0;
+      const Index rows = b.r1 - b.r0, ny = static_cast<Index>(yc.taps.size()), nx = static_cast<Index>(xc.taps.size());
+      const Index Lg = ny * nx * nc, cols = static_cast<Index>(xc.pos.size());
       T* Gv = tw.take<T>(rows * out);
-      if (pointwise() && sld == G.ncols) {
-        gemm<T>(rows, out, L, S.data() + p0 * sld, sld, G.M.data(), out, Gv, out);
-      } else if (G.transposed()) {
-        T* PgT = tw.take<T>(L * rows);
+      // the chain over this class's taps, one GEMM per run of consecutive taps in a kernel row
+      // (rows of M_g are contiguous there), continuing from the previous run's values
+      auto for_runs = [&](auto&& f) {
+        bool first = true;
+        for (Index a = 0; a < ny; ++a)
+          for (Index c0 = 0; c0 < nx;) {
+            Index c1 = c0 + 1;
+            while (c1 < nx && xc.taps[c1] == xc.taps[c1 - 1] + 1) ++c1;
+            const Index tap0 = yc.taps[a] * g.kw + xc.taps[c0];
+            f(tap0 * nc, (a * nx + c0) * nc, (c1 - c0) * nc, first);
+            first = false;
+            c0 = c1;
+          }
+        return first;  // true: no taps at all
+      };
+      bool none = false;
+      if (G.transposed()) {
+        T* PgT = tw.take<T>(Lg * rows);
         T* GT = tw.take<T>(out * rows);
-        gather_rows<T, true>(S.data(), sld, G.ncols, g, p0, p1, PgT, rows);
-        gemm<T>(out, rows, L, G.Mt.data(), L, PgT, rows, GT, rows);
-        for (Index r = 0; r < rows; ++r)
-          for (Index c = 0; c < out; ++c) Gv[r * out + c] = GT[c * rows + r];
+        gather_block_t<T>(ST, nc, g, yc, xc, b, PgT, rows, tw.take<Index>(rows));
+        none = for_runs([&](Index mrow, Index pcol, Index len, bool first) {
+          gemm<T>(out, rows, len, G.Mt.data() + mrow, taps * nc, PgT + pcol * rows, rows, GT, rows, !first);
+        });
+        if (!none)
+          for (Index r = 0; r < rows; ++r)
+            for (Index c = 0; c < out; ++c) Gv[r * out + c] = GT[c * rows + r];
       } else {
-        T* Pg = tw.take<T>(rows * L);
-        gather_rows<T, false>(S.data(), sld, G.ncols, g, p0, p1, Pg);
-        gemm<T>(rows, out, L, Pg, L, G.M.data(), out, Gv, out);
-      }
-      for (Index p = p0; p < p1; ++p) {
-        const Index n = p / HW, i0 = (p % HW) * C;
-        const T* a = A.data() + n * A.cols() + i0;
-        const T* gv = Gv + (p - p0) * out;
-        T* rin = Rin.data() + n * Rin.cols() + i0;
-        if (kind == RuleKind::WSquare || kind == RuleKind::Flat) {
-          for (Index c = 0; c < C; ++c) rin[c] = gv[c];
-        } else if (signed_input) {
-          for (Index c = 0; c < C; ++c) rin[c] = std::max(a[c], T(0)) * gv[c] + std::min(a[c], T(0)) * gv[C + c];
-        } else if (kind == RuleKind::ZBox && zbox_folded) {
-          for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] + gv[C + c];
-        } else if (kind == RuleKind::ZBox) {
-          const T* l = low.data() + i0;
-          const T* h = high.data() + i0;
-          for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] - l[c] * gv[C + c] - h[c] * gv[2 * C + c];
+        const T* Pg;
+        Index ldp = Lg;
+        if (pointwise()) {  // one class, pixels in image order, one tap: the rows of S themselves
+          Pg = Sd + (b.n * g.pixels_out() + b.r0) * sld;
+          ldp = sld;
         } else {
-          for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c];
+          T* own = tw.take<T>(rows * Lg);
+          gather_block(Sd, sld, nc, g, yc, xc, b, own);
+          Pg = own;
         }
+        none = for_runs([&](Index mrow, Index pcol, Index len, bool first) {
+          gemm<T>(rows, out, len, Pg + pcol, ldp, G.M.data() + mrow * out, out, Gv, out, !first);
+        });
       }
+      if (none) std::fill(Gv, Gv + rows * out, T(0));
+      for (Index r = b.r0; r < b.r1; ++r)
+        combine(b.n, (yc.pos[r / cols] * g.W + xc.pos[r % cols]) * C, Gv + (r - b.r0) * out);
       tw.release(tmark);
     });
+    (void)HW;
     ws.release(mark);
   }
 

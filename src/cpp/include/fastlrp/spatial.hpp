@@ -1,5 +1,5 @@
 // Geometry of sliding windows over NHWC images, the patches of a convolution's forward product
-// (im2col) and of its backward product (gather_rows), and the ranges that spread them over
+// (im2col) and of its backward product (gather_block), and the ranges that spread them over
 // threads.
 //
 // Images are stored channels-last, one sample per row of an (N, H*W*C) matrix: every pixel's
@@ -41,6 +41,26 @@ struct Geometry {
 template <class T, bool Transposed = false>
 void im2col(const T* x, const Geometry& g, Index q0, Index q1, T* P, Index ld = 0) {
   const Index C = g.C, K = g.K(), per = g.pixels_out();
+  if (Transposed && C == 1 && g.sw == 1 && g.dw == 1) {
+    // one channel, unit x stride and dilation (a first layer on grey images): each row of PT is
+    // runs of consecutive image values, one per output row
+    for (Index q = q0; q < q1;) {
+      const Index n = q / per, oy = (q % per) / g.Wo, ox0 = q % g.Wo, ox1 = std::min(g.Wo, ox0 + (q1 - q));
+      const T* a = x + n * g.in_size();
+      for (Index ky = 0; ky < g.kh; ++ky) {
+        const Index iy = oy * g.sh - g.ph + ky * g.dh;
+        for (Index kx = 0; kx < g.kw; ++kx) {
+          T* row = P + (ky * g.kw + kx) * ld + (q - q0);
+          for (Index ox = ox0; ox < ox1; ++ox) {
+            const Index ix = ox - g.pw + kx;
+            row[ox - ox0] = (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) ? a[iy * g.W + ix] : T(0);
+          }
+        }
+      }
+      q += ox1 - ox0;
+    }
+    return;
+  }
   for (Index q = q0; q < q1; ++q) {
     const Index n = q / per, oy = (q % per) / g.Wo, ox = q % g.Wo, r = q - q0;
     const T* a = x + n * g.in_size();
@@ -52,8 +72,11 @@ void im2col(const T* x, const Geometry& g, Index q0, Index q1, T* P, Index ld = 
         const T* src = a + (iy * g.W + ix) * C;
         if constexpr (Transposed) {
           for (Index c = 0; c < C; ++c) P[(k0 + c) * ld + r] = inside ? src[c] : T(0);
+        } else if (inside && kx == 0 && g.dw == 1 && ix + g.kw <= g.W) {  // the kernel row in one run
+          std::copy(src, src + g.kw * C, P + r * K + k0);
+          break;
         } else if (inside) {
-          std::memcpy(P + r * K + k0, src, sizeof(T) * C);
+          std::copy(src, src + C, P + r * K + k0);
         } else {
           std::fill(P + r * K + k0, P + r * K + k0 + C, T(0));
         }
@@ -62,36 +85,110 @@ void im2col(const T* x, const Geometry& g, Index q0, Index q1, T* P, Index ld = 
   }
 }
 
-// The backward product as a gather: for a flat range of input pixels [p0, p1), the rows of S
-// (N * Ho * Wo, ncols of a row stride sld; one per output pixel) that each tap (ky, kx) of the kernel connects to
-// the pixel, zeros where the tap reaches no output (padding, or between the steps of a
-// stride). Pg (p1 - p0, taps * ncols) row-major, ordered (ky, kx, column), or transposed,
-// PgT (taps * ncols, p1 - p0) with row stride ld. Times a gather weight (conv.hpp) this gives
-// each input pixel its relevance as one chain over (ky, kx, column): no scatter, no two
-// threads writing one value, the same order for every pixel.
-template <class T, bool Transposed = false>
-void gather_rows(const T* S, Index sld, Index ncols, const Geometry& g, Index p0, Index p1, T* Pg, Index ld = 0) {
-  const Index per = g.H * g.W, taps = g.kh * g.kw, L = taps * ncols;
-  for (Index p = p0; p < p1; ++p) {
-    const Index n = p / per, iy = (p % per) / g.W, ix = p % g.W, r = p - p0;
-    const T* s = S + n * g.pixels_out() * sld;
-    for (Index ky = 0; ky < g.kh; ++ky) {
-      const Index ty = iy + g.ph - ky * g.dh, oy = ty / g.sh;
-      const bool yin = ty >= 0 && ty % g.sh == 0 && oy < g.Ho;
-      for (Index kx = 0; kx < g.kw; ++kx) {
-        const Index tx = ix + g.pw - kx * g.dw, ox = tx / g.sw, k0 = (ky * g.kw + kx) * ncols;
-        const bool inside = yin && tx >= 0 && tx % g.sw == 0 && ox < g.Wo;
-        const T* src = s + (oy * g.Wo + ox) * sld;
-        if constexpr (Transposed) {
-          for (Index c = 0; c < ncols; ++c) Pg[(k0 + c) * ld + r] = inside ? src[c] : T(0);
-        } else if (inside) {
-          std::memcpy(Pg + r * L + k0, src, sizeof(T) * ncols);
-        } else {
-          std::fill(Pg + r * L + k0, Pg + r * L + k0 + ncols, T(0));
-        }
+// The backward product as a gather. Input pixel (iy, ix) receives from output pixel (oy, ox)
+// through tap (ky, kx) when iy + ph - ky dh = oy sh and ix + pw - kx dw = ox sw; each input pixel
+// gathers the rows of S (one per output pixel) of its taps, in the order (ky, kx), and one GEMM
+// chain over them gives its relevance factors: no scatter, no two threads writing one value,
+// the same order for every pixel. A tap that reaches no output (padding, between the steps of
+// a stride) would add an exact zero; pixels are grouped by the taps they do have, so that
+// those zeros are skipped instead of multiplied, which changes no bit.
+
+// The positions along one axis (iy, or ix) grouped by their list of valid taps (ky, or kx).
+struct TapClass {
+  std::vector<Index> pos;   // input rows (or columns) of the class, ascending
+  std::vector<Index> taps;  // their valid taps, ascending
+  std::vector<Index> outs;  // per pos and tap: the output row (or column) reached
+};
+
+inline std::vector<TapClass> tap_classes(Index size, Index k, Index stride, Index pad, Index dil, Index out) {
+  std::vector<TapClass> classes;
+  for (Index i = 0; i < size; ++i) {
+    std::vector<Index> taps, outs;
+    for (Index t = 0; t < k; ++t) {
+      const Index u = i + pad - t * dil;
+      if (u >= 0 && u % stride == 0 && u / stride < out) {
+        taps.push_back(t);
+        outs.push_back(u / stride);
+      }
+    }
+    auto it = std::find_if(classes.begin(), classes.end(), [&](const TapClass& c) { return c.taps == taps; });
+    if (it == classes.end()) {
+      classes.push_back({{}, taps, {}});
+      it = classes.end() - 1;
+    }
+    it->pos.push_back(i);
+    it->outs.insert(it->outs.end(), outs.begin(), outs.end());
+  }
+  return classes;
+}
+
+// Per input row (or column) i: its valid taps tap[begin[i] .. begin[i+1]) (ascending) and the
+// output row (or column) out[...] each reaches.
+struct AxisTaps {
+  std::vector<Index> begin, tap, out;
+};
+
+inline AxisTaps axis_taps(Index size, Index k, Index stride, Index pad, Index dil, Index outs) {
+  AxisTaps a;
+  for (Index i = 0; i < size; ++i) {
+    a.begin.push_back(static_cast<Index>(a.tap.size()));
+    for (Index t = 0; t < k; ++t) {
+      const Index u = i + pad - t * dil;
+      if (u >= 0 && u % stride == 0 && u / stride < outs) {
+        a.tap.push_back(t);
+        a.out.push_back(u / stride);
       }
     }
   }
+  a.begin.push_back(static_cast<Index>(a.tap.size()));
+  return a;
+}
+
+// One block of a gather: pixels [r0, r1) of the product of a row class and a column class, in
+// sample n (pixel r -> row class position r / |cols|, column class position r % |cols|).
+struct GatherBlock {
+  Index n, yc, xc, r0, r1;
+};
+
+// Pg (r1 - r0, |ky| |kx| ncols) row-major: for each pixel of the block, the S rows (row stride
+// sld, first ncols columns) of its taps in the order (ky, kx, column).
+template <class T>
+void gather_block(const T* S, Index sld, Index ncols, const Geometry& g, const TapClass& yc, const TapClass& xc,
+                  const GatherBlock& b, T* Pg) {
+  const Index ny = static_cast<Index>(yc.taps.size()), nx = static_cast<Index>(xc.taps.size());
+  const Index L = ny * nx * ncols, cols = static_cast<Index>(xc.pos.size());
+  const T* s = S + b.n * g.pixels_out() * sld;
+  for (Index r = b.r0; r < b.r1; ++r) {
+    const Index py = r / cols, px = r % cols, row = r - b.r0;
+    for (Index a = 0; a < ny; ++a) {
+      const Index oy = yc.outs[py * ny + a];
+      for (Index c = 0; c < nx; ++c) {
+        const T* src = s + (oy * g.Wo + xc.outs[px * nx + c]) * sld;
+        std::copy(src, src + ncols, Pg + row * L + (a * nx + c) * ncols);
+      }
+    }
+  }
+}
+
+// The same transposed, PgT (|ky| |kx| ncols, r1 - r0) with row stride ld, from S transposed per
+// sample, ST (N, ncols, Ho * Wo): each row of PgT is read from one row of ST, mostly in runs.
+template <class T>
+void gather_block_t(const T* ST, Index ncols, const Geometry& g, const TapClass& yc, const TapClass& xc,
+                    const GatherBlock& b, T* PgT, Index ld, Index* off) {
+  const Index ny = static_cast<Index>(yc.taps.size()), nx = static_cast<Index>(xc.taps.size());
+  const Index cols = static_cast<Index>(xc.pos.size()), P = g.pixels_out(), rows = b.r1 - b.r0;
+  for (Index a = 0; a < ny; ++a)
+    for (Index c = 0; c < nx; ++c) {
+      for (Index r = b.r0; r < b.r1; ++r) {
+        const Index py = r / cols, px = r % cols;
+        off[r - b.r0] = yc.outs[py * ny + a] * g.Wo + xc.outs[px * nx + c];
+      }
+      for (Index j = 0; j < ncols; ++j) {
+        const T* st = ST + (b.n * ncols + j) * P;
+        T* dst = PgT + ((a * nx + c) * ncols + j) * ld;
+        for (Index r = 0; r < rows; ++r) dst[r] = st[off[r]];
+      }
+    }
 }
 
 // [0, total) cut into ranges of about `target` (at least enough for every thread twice).
