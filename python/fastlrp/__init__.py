@@ -49,6 +49,10 @@ def get_num_threads() -> int:
 
 
 def build_info() -> dict:
-    """What the compiled core was built with."""
-    return {"openmp": _core.has_openmp(), "cuda": _core.has_cuda(), "simd": _core.simd(),
-            "native": _core.native_build(), "max_threads": _core.max_threads()}
+    """What the compiled core was built with. ``isa``: the kernel module in use, ``"v2"``,
+    ``"v3"`` or ``"v4"`` (x86-64 levels: SSE4.2, AVX2 + FMA, AVX-512) in a portable build, picked
+    at import for this CPU or forced by ``FASTLRP_ISA``; ``"native"`` in a FASTLRP_NATIVE=ON build.
+    ``vector``: the vector instructions of fastlrp's GEMM; ``simd``: those Eigen uses."""
+    return {"openmp": _core.has_openmp(), "cuda": _core.has_cuda(), "isa": _core.isa(),
+            "vector": _core.vector_isa(), "simd": _core.simd(), "native": _core.native_build(),
+            "max_threads": _core.max_threads()}

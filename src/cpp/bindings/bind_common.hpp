@@ -1,6 +1,8 @@
 // Helpers shared by the bindings: numpy arrays as Eigen maps, keeping arrays alive, rules.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <pybind11/eigen.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -14,7 +16,9 @@
 #include "fastlrp/common.hpp"
 #include "fastlrp/network.hpp"
 
-namespace fastlrp::bindings {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace bindings {
 
 namespace py = pybind11;
 
@@ -115,4 +119,6 @@ py::tuple explanation_tuple(E&& e, bool layerwise, bool seeded) {
                         layers, tg);
 }
 
-}  // namespace fastlrp::bindings
+}  // namespace bindings
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

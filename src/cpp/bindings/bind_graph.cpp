@@ -1,9 +1,12 @@
 // Binds kernels::Graph<T> for float and double, and the typed rule boundary (RuleKind,
 // RuleParams) that Python's fastlrp.rules lowers every rule to.
+#include "fastlrp/isa.hpp"
 #include "bind_common.hpp"
 #include "fastlrp/graph.hpp"
 
-namespace fastlrp::bindings {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace bindings {
 
 using kernels::Graph;
 
@@ -133,4 +136,6 @@ void register_graph(py::module_& m) {
   bind_graph<double>(m, "Graph_float64");
 }
 
-}  // namespace fastlrp::bindings
+}  // namespace bindings
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -1,48 +1,52 @@
 // Build information and thread control.
+#include "fastlrp/isa.hpp"
 #include <pybind11/pybind11.h>
 
 #include <chrono>
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/simd.hpp"
 
 namespace py = pybind11;
 
-namespace fastlrp::bindings {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace bindings {
 
-// GFLOP/s of independent fused multiply-adds on `threads` threads: the ceiling that the
-// benchmarks compare the GEMMs with, measured on the machine they run on. The vector width and
-// the number of chains follow the ISA the core was compiled for: 16 floats x 24 chains with
-// AVX-512 (32 registers), 8 x 12 with AVX2 (16 registers), 4 x 12 otherwise. A 64-byte vector
-// without AVX-512 spilled to the stack and measured 5.8 GFLOP/s on an AVX2 machine.
-#if defined(__AVX512F__)
-constexpr int kLanes = 16, kChains = 24;
-#elif defined(__AVX__)
-constexpr int kLanes = 8, kChains = 12;
-#else
-constexpr int kLanes = 4, kChains = 12;
-#endif
+// GFLOP/s of independent multiply-adds on `threads` threads: the ceiling that the benchmarks
+// compare the GEMMs with, measured on the machine they run on, with the vector type and the
+// multiply-add of the ISA level this module was compiled for (simd.hpp, the GEMM's own): 16
+// floats x 24 chains with AVX-512 (32 registers), 8 x 12 with AVX2 + FMA, 4 x 12 with SSE
+// (a multiply and an add: x86-64-v2 has no FMA). A 64-byte vector without AVX-512 spilled to
+// the stack and measured 5.8 GFLOP/s on an AVX2 machine; hence the level's own type.
+constexpr int kChains = simd::kBytes >= 64 ? 24 : 12;
 
 static double fma_peak(double seconds, int threads) {
-  typedef float vec __attribute__((vector_size(4 * kLanes)));
+  using S = simd::Vec<float>;
+  using V = S::V;
+  constexpr int kLanes = S::W;
   const long reps = 1 << 20;
   double total_flops = 0, elapsed = 0;
   const auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : total_flops)
   {
-    vec acc[kChains], x, y;
-    for (int i = 0; i < kChains; ++i)
-      for (int j = 0; j < kLanes; ++j) acc[i][j] = 0.001f * static_cast<float>(i + j);
-    for (int j = 0; j < kLanes; ++j) x[j] = 0.99999f, y[j] = 1e-5f;
+    V acc[kChains];
+    for (int i = 0; i < kChains; ++i) acc[i] = S::set1(0.001f * static_cast<float>(i));
+    const V x = S::set1(0.99999f), y = S::set1(1e-5f);
     long done = 0;
     do {
       for (long k = 0; k < reps; ++k)
 #pragma GCC unroll 24
-        for (int i = 0; i < kChains; ++i) acc[i] = acc[i] * x + y;
+        for (int i = 0; i < kChains; ++i) acc[i] = S::fmadd(acc[i], x, y);
       done += reps;
     } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds);
-    float sink = 0;
-    for (int i = 0; i < kChains; ++i) sink += acc[i][0];
-    if (sink == 12345.f) done += 1;  // keeps the loop from being optimised away
+    alignas(64) float sink[kLanes > 0 ? kLanes : 1];
+    float total = 0;
+    for (int i = 0; i < kChains; ++i) {
+      S::store(sink, acc[i]);
+      total += sink[0];
+    }
+    if (total == 12345.f) done += 1;  // keeps the loop from being optimised away
     total_flops += 2.0 * kLanes * kChains * static_cast<double>(done);
   }
   elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -59,6 +63,8 @@ void register_info(py::module_& m) {
   }, "Whether the extension was built with OpenMP.");
   m.def("has_cuda", []() { return false; }, "Whether the extension was built with CUDA kernels.");
   m.def("simd", []() { return std::string(Eigen::SimdInstructionSetsInUse()); }, "SIMD instruction sets Eigen uses.");
+  m.def("isa", []() { return std::string(FASTLRP_ISA_LEVEL); }, "The ISA level this module was compiled for (v2, v3, v4 or native).");
+  m.def("vector_isa", []() { return std::string(simd::kLevel); }, "The vector instructions of fastlrp's own GEMM.");
   m.def("native_build", []() {
 #ifdef FASTLRP_NATIVE_BUILD
     return true;
@@ -78,4 +84,6 @@ void register_info(py::module_& m) {
       py::arg("seconds") = 0.5, py::arg("threads") = 1, "Measured GFLOP/s of an FMA loop (the machine's ceiling).");
 }
 
-}  // namespace fastlrp::bindings
+}  // namespace bindings
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -1,4 +1,5 @@
 // Binds kernels::Network<T> for float and double through one template.
+#include "fastlrp/isa.hpp"
 #include <pybind11/eigen.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -8,7 +9,9 @@
 #include "bind_common.hpp"
 
 
-namespace fastlrp::bindings {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace bindings {
 
 using kernels::Activation;
 using kernels::Network;
@@ -121,4 +124,6 @@ void register_network(py::module_& m) {
   bind_for<double>(m, "Network_float64");
 }
 
-}  // namespace fastlrp::bindings
+}  // namespace bindings
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

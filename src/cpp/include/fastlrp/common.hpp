@@ -1,6 +1,8 @@
 // Shared types and small helpers of the fastlrp kernels (no pybind11 here).
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <Eigen/Dense>
 #include <atomic>
 #include <cmath>
@@ -13,6 +15,7 @@
 #endif
 
 namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
 
 using Index = Eigen::Index;
 
@@ -67,4 +70,5 @@ inline T safe_ratio(T r, T z, T eps) {
   return d == T(0) ? T(0) : r / d;
 }
 
+}  // namespace FASTLRP_ISA_NS
 }  // namespace fastlrp

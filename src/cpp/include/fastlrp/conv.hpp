@@ -20,10 +20,14 @@
 // or shifts computed once from the patches of an all-ones (or the bounds') image.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include "fastlrp/dense.hpp"
 #include "fastlrp/spatial.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 // Elements of one range's patch buffer: a few MiB, so that it stays in the caches.
 constexpr Index kPatchElems = Index(1) << 19;
@@ -475,4 +479,6 @@ struct Conv2d {
   }
 };
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

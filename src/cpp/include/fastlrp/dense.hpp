@@ -4,6 +4,8 @@
 // divide, a transposed product and an element-wise multiply -- never an (N, in, out) tensor.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <memory>
 #include <vector>
 
@@ -12,7 +14,9 @@
 #include "fastlrp/rules.hpp"
 #include "fastlrp/workspace.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 // S = R / stab(Z) element-wise, 0 where the stabilised denominator is exactly 0.
 template <class T, class RX, class ZX, class SX>
@@ -233,4 +237,6 @@ struct Dense {
   }
 };
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

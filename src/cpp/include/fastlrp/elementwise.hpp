@@ -2,11 +2,15 @@
 // the row-wise output nonlinearities, and an affine map (a BatchNorm that could not be folded).
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include "fastlrp/common.hpp"
 #include "fastlrp/gemm.hpp"
 #include "fastlrp/rules.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 enum class Activation : int {
   Identity = 0,  // also Dropout (inference) and Flatten of a flat input
@@ -84,4 +88,6 @@ struct Affine {
   }
 };
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -14,12 +14,16 @@
 // Threading is the caller's: `product` splits the columns of C over threads (never k).
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <algorithm>
 
 #include "fastlrp/common.hpp"
 #include "fastlrp/simd.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 namespace gemm_detail {
 
@@ -191,4 +195,6 @@ void row_sums(const M& m, V&& out) {
   for (Index r = 0; r < m.rows(); ++r) out(r) = ordered_sum(&m(r, 0), m.cols());
 }
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -10,12 +10,16 @@
 // team of threads per layer when the graph has spatial layers.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <string>
 #include <vector>
 
 #include "fastlrp/network.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 enum class NodeKind : int { Layer = 0, Add = 1, Concat = 2 };
 
@@ -383,4 +387,6 @@ class Graph {
   }
 };
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

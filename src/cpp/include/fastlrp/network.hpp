@@ -8,6 +8,8 @@
 // one image holds enough work for every core, and a few images would not split evenly.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <algorithm>
 #include <exception>
 #include <mutex>
@@ -21,7 +23,9 @@
 #include "fastlrp/pool.hpp"
 #include "fastlrp/workspace.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 enum class LayerKind : int { Dense = 0, Activation = 1, Affine = 2, Conv = 3, Pool = 4, Flatten = 5 };
 
@@ -41,46 +45,11 @@ struct Layer {
   bool is_identity() const { return kind == LayerKind::Activation && act == Activation::Identity; }
   bool is_spatial() const { return kind == LayerKind::Conv || kind == LayerKind::Pool || kind == LayerKind::Flatten; }
 
-  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) const {
-    switch (kind) {
-      case LayerKind::Dense: dense.forward(A, Y, threads); return;
-      case LayerKind::Conv: conv.forward(A, Y, threads); return;
-      case LayerKind::Pool: pool.forward(A, Y, threads); return;
-      case LayerKind::Flatten: flatten(A, Y, false); return;
-      case LayerKind::Affine:
-        for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
-          Y.row(n).segment(c0, len).array() =
-              A.row(n).segment(c0, len).array() * affine.scale.segment(c0, len).array() + affine.shift.segment(c0, len).array();
-        });
-        return;
-      case LayerKind::Activation:
-        if (act == Activation::Softmax || act == Activation::LogSoftmax) {
-          activation_forward<T>(act, act_param, A, Y);
-          return;
-        }
-        for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
-          activation_forward<T>(act, act_param, ConstMatrixMap<T>(A.row(n).data() + c0, 1, len),
-                                MatrixMap<T>(Y.row(n).data() + c0, 1, len));
-        });
-        return;
-    }
-  }
-
+  // Defined in src/cpp/layer.cpp and compiled there once per kernel module, for float and
+  // double: every kernel's code is in that one translation unit, not in each binding's.
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) const;
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws, int threads) const {
-    switch (kind) {
-      case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws, threads); return;
-      case LayerKind::Conv: conv.backward(A, Z, R, Rin, ws, threads); return;
-      case LayerKind::Pool: pool.backward(A, Z, R, Rin, threads); return;
-      case LayerKind::Flatten: flatten(R, Rin, true); return;
-      case LayerKind::Affine: affine.backward(A, Z, R, Rin); return;
-      case LayerKind::Activation:  // Pass
-        for_segments(R.rows(), in, threads, [&](Index n, Index c0, Index len) {
-          Rin.row(n).segment(c0, len) = R.row(n).segment(c0, len);
-        });
-        return;
-    }
-  }
+                Workspace& ws, int threads) const;
 
   // NHWC image <-> NCHW-ordered features (so that a torch model's next Dense applies as is).
   void flatten(const ConstMatrixMap<T>& X, MatrixMap<T> Y, bool inverse) const {
@@ -123,20 +92,14 @@ void run_batch(Index N, bool team, F&& f) {
   if (error) std::rethrow_exception(error);
 }
 
-// Layer factories shared by Network (a chain) and Graph (graph.hpp).
+// Layer factories shared by Network (a chain) and Graph (graph.hpp); make_dense and make_conv
+// prepare the rule's weights (src/cpp/layer.cpp).
 template <class T>
 Layer<T> make_dense(const T* W, Index out, Index in, std::shared_ptr<const void> keep, RowVector<T> b, RuleParams rule,
-                    const std::vector<T>& low, const std::vector<T>& high) {
-  Layer<T> l;
-  l.kind = LayerKind::Dense;
-  l.in = in;
-  l.out = out;
-  l.dense.set_weight(W, out, in, std::move(keep));
-  l.dense.b = std::move(b);
-  l.dense.rule = rule;
-  l.dense.prepare(low, high);
-  return l;
-}
+                    const std::vector<T>& low, const std::vector<T>& high);
+template <class T>
+Layer<T> make_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
+                   RuleParams rule, const std::vector<T>& low, const std::vector<T>& high);
 
 template <class T>
 Layer<T> make_activation(Activation act, T param, Index width) {
@@ -145,26 +108,6 @@ Layer<T> make_activation(Activation act, T param, Index width) {
   l.act = act;
   l.act_param = param;
   l.in = l.out = width;
-  return l;
-}
-
-template <class T>
-Layer<T> make_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
-                   RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
-  Layer<T> l;
-  l.kind = LayerKind::Conv;
-  l.conv.g = g;
-  l.conv.g.finish();
-  if (K != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
-  l.conv.lin.set_weight(W, out, K, std::move(keep));
-  l.conv.lin.b = std::move(b);
-  l.conv.lin.rule = rule;
-  if (rule.kind == RuleKind::ZBox && (static_cast<Index>(low.size()) != l.conv.g.in_size() ||
-                                      static_cast<Index>(high.size()) != l.conv.g.in_size()))
-    throw std::invalid_argument("ZBox bounds must cover the conv input image");
-  l.conv.prepare(low, high);
-  l.in = l.conv.in_size();
-  l.out = l.conv.out_size();
   return l;
 }
 
@@ -447,4 +390,6 @@ class Network {
   }
 };
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -6,6 +6,8 @@
 // two threads ever write the same relevance.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -13,7 +15,9 @@
 #include "fastlrp/rules.hpp"
 #include "fastlrp/spatial.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 template <class T>
 struct Pool2d {
@@ -279,4 +283,6 @@ struct Pool2d {
   }
 };
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -1,9 +1,12 @@
 // The LRP rules of docs/rules.md as parameters; the arithmetic lives with each layer.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <string>
 
 namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
 
 enum class RuleKind : int {
   Pass = 0,       // element-wise layers: R_in = R_out
@@ -44,4 +47,5 @@ struct RuleParams {
   double stabilizer = kStabilizer;
 };
 
+}  // namespace FASTLRP_ISA_NS
 }  // namespace fastlrp

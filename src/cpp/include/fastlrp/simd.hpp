@@ -7,13 +7,17 @@
 // one: every output's arithmetic is the same wherever it sits.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <cstring>
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
-namespace fastlrp::simd {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace simd {
 
 #if defined(__AVX512F__)
 constexpr const char* kLevel = "AVX-512";
@@ -139,4 +143,6 @@ struct Vec {
 };
 #endif
 
-}  // namespace fastlrp::simd
+}  // namespace simd
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -7,6 +7,8 @@
 // pixels forward and one per range of input pixels backward.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <exception>
@@ -16,7 +18,9 @@
 
 #include "fastlrp/common.hpp"
 
-namespace fastlrp::kernels {
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
 
 struct Geometry {
   Index C = 0, H = 0, W = 0;                      // input channels, height, width
@@ -246,4 +250,6 @@ void fill_zero(T* p, Index count, int threads) {
   parallel_ranges(count, threads, [&](Index b, Index e) { std::fill(p + b, p + e, T(0)); });
 }
 
-}  // namespace fastlrp::kernels
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

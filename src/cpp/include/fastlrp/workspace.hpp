@@ -5,6 +5,8 @@
 // which measured as a third of an MLP explanation's time at batch 1024.
 #pragma once
 
+#include "fastlrp/isa.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include "fastlrp/common.hpp"
 
 namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
 
 class Workspace {
  public:
@@ -120,4 +123,5 @@ inline Workspace& thread_workspace() {
   return ws;
 }
 
+}  // namespace FASTLRP_ISA_NS
 }  // namespace fastlrp

@@ -1,0 +1,102 @@
+// Every kernel of a kernel module, compiled once per module for float and double: the layers'
+// forward and backward passes (dense.hpp, conv.hpp, pool.hpp, elementwise.hpp) and the
+// factories that prepare a rule's weights. The bindings and network.hpp / graph.hpp only
+// declare these, so that the kernels' templates are not compiled again in every binding.
+#include "fastlrp/network.hpp"
+
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
+
+template <class T>
+void Layer<T>::forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) const {
+  switch (kind) {
+    case LayerKind::Dense: dense.forward(A, Y, threads); return;
+    case LayerKind::Conv: conv.forward(A, Y, threads); return;
+    case LayerKind::Pool: pool.forward(A, Y, threads); return;
+    case LayerKind::Flatten: flatten(A, Y, false); return;
+    case LayerKind::Affine:
+      for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
+        Y.row(n).segment(c0, len).array() =
+            A.row(n).segment(c0, len).array() * affine.scale.segment(c0, len).array() + affine.shift.segment(c0, len).array();
+      });
+      return;
+    case LayerKind::Activation:
+      if (act == Activation::Softmax || act == Activation::LogSoftmax) {
+        activation_forward<T>(act, act_param, A, Y);
+        return;
+      }
+      for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
+        activation_forward<T>(act, act_param, ConstMatrixMap<T>(A.row(n).data() + c0, 1, len),
+                              MatrixMap<T>(Y.row(n).data() + c0, 1, len));
+      });
+      return;
+  }
+}
+
+template <class T>
+void Layer<T>::backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
+                      MatrixMap<T> Rin, Workspace& ws, int threads) const {
+  switch (kind) {
+    case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws, threads); return;
+    case LayerKind::Conv: conv.backward(A, Z, R, Rin, ws, threads); return;
+    case LayerKind::Pool: pool.backward(A, Z, R, Rin, threads); return;
+    case LayerKind::Flatten: flatten(R, Rin, true); return;
+    case LayerKind::Affine: affine.backward(A, Z, R, Rin); return;
+    case LayerKind::Activation:  // Pass
+      for_segments(R.rows(), in, threads, [&](Index n, Index c0, Index len) {
+        Rin.row(n).segment(c0, len) = R.row(n).segment(c0, len);
+      });
+      return;
+  }
+}
+
+template <class T>
+Layer<T> make_dense(const T* W, Index out, Index in, std::shared_ptr<const void> keep, RowVector<T> b, RuleParams rule,
+                    const std::vector<T>& low, const std::vector<T>& high) {
+  Layer<T> l;
+  l.kind = LayerKind::Dense;
+  l.in = in;
+  l.out = out;
+  l.dense.set_weight(W, out, in, std::move(keep));
+  l.dense.b = std::move(b);
+  l.dense.rule = rule;
+  l.dense.prepare(low, high);
+  return l;
+}
+
+template <class T>
+Layer<T> make_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
+                   RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
+  Layer<T> l;
+  l.kind = LayerKind::Conv;
+  l.conv.g = g;
+  l.conv.g.finish();
+  if (K != l.conv.g.K()) throw std::invalid_argument("conv weight does not match kh*kw*C");
+  l.conv.lin.set_weight(W, out, K, std::move(keep));
+  l.conv.lin.b = std::move(b);
+  l.conv.lin.rule = rule;
+  if (rule.kind == RuleKind::ZBox && (static_cast<Index>(low.size()) != l.conv.g.in_size() ||
+                                      static_cast<Index>(high.size()) != l.conv.g.in_size()))
+    throw std::invalid_argument("ZBox bounds must cover the conv input image");
+  l.conv.prepare(low, high);
+  l.in = l.conv.in_size();
+  l.out = l.conv.out_size();
+  return l;
+}
+
+template struct Layer<float>;
+template struct Layer<double>;
+template Layer<float> make_dense<float>(const float*, Index, Index, std::shared_ptr<const void>, RowVector<float>,
+                                       RuleParams, const std::vector<float>&, const std::vector<float>&);
+template Layer<double> make_dense<double>(const double*, Index, Index, std::shared_ptr<const void>, RowVector<double>,
+                                          RuleParams, const std::vector<double>&, const std::vector<double>&);
+template Layer<float> make_conv<float>(const Geometry&, const float*, Index, Index, std::shared_ptr<const void>,
+                                      RowVector<float>, RuleParams, const std::vector<float>&, const std::vector<float>&);
+template Layer<double> make_conv<double>(const Geometry&, const double*, Index, Index, std::shared_ptr<const void>,
+                                         RowVector<double>, RuleParams, const std::vector<double>&,
+                                         const std::vector<double>&);
+
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp
