@@ -17,6 +17,7 @@
 #include "fastlrp/isa.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "fastlrp/common.hpp"
 #include "fastlrp/simd.hpp"
@@ -30,7 +31,6 @@ namespace gemm_detail {
 constexpr int kMR = 6;                                 // rows per micro-kernel
 constexpr int kNV = simd::kBytes >= 64 ? 4 : 2;        // vectors of columns per micro-kernel
 constexpr Index kKC = 256;                             // k per block (the B panel stays in L1/L2)
-constexpr Index kMC = 96;                              // rows per block (the A block stays in L2)
 
 // C[0:R, 0:NV vectors] over kc steps; with Tail, the last vector has `rem` lanes.
 template <class T, int R, int NV, bool Tail>
@@ -54,7 +54,7 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
     V b[NV];
     const T* bk = B + k * ldb;
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = (Tail && v == NV - 1) ? S::load_part(bk + v * W, rem) : S::load(bk + v * W);
+    for (int v = 0; v < NV; ++v) b[v] = S::load(bk + v * W);  // packed: whole vectors, zero padding
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const V a = S::set1(A[r * lda + k]);
@@ -123,21 +123,33 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
       for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
     return;
   }
+  // B's block of kc rows, packed as panels of NB columns, each contiguous (kc x NB; columns
+  // past n zero): rows of B lie ldb apart, a page or more for wide layers, and read panel by
+  // panel every row was a TLB miss. One pass reads B's rows in order.
+  static thread_local std::vector<T> packed;
+  const Index panels = (n + NB - 1) / NB;
+  if (packed.size() < static_cast<std::size_t>(kKC * panels * NB)) packed.resize(kKC * panels * NB);
+  T* Bp = packed.data();
   for (Index k0 = 0; k0 < k; k0 += kKC) {
     const Index kc = std::min(kKC, k - k0);
     const bool load_c = accumulate || k0 > 0;
-    for (Index i0 = 0; i0 < m; i0 += kMC) {
-      const Index i1 = std::min(m, i0 + kMC);
-      for (Index j = 0; j < n; j += NB) {
-        const Index nb = std::min(NB, n - j);
-        const int nv = static_cast<int>((nb + W - 1) / W);
-        const int rem = static_cast<int>(nb - (nv - 1) * W);
-        const bool tail = rem < W;
-        for (Index i = i0; i < i1; i += kMR) {
-          const int mr = static_cast<int>(std::min<Index>(kMR, i1 - i));
-          micro_any<T>(mr, nv, tail, kc, A + i * lda + k0, lda, B + k0 * ldb + j, ldb, C + i * ldc + j, ldc, rem,
-                       load_c);
-        }
+    for (Index kk = 0; kk < kc; ++kk) {
+      const T* src = B + (k0 + kk) * ldb;
+      for (Index p = 0; p < panels; ++p) {
+        const Index j = p * NB, nb = std::min(NB, n - j);
+        T* dst = Bp + (p * kc + kk) * NB;
+        std::copy(src + j, src + j + nb, dst);
+        if (nb < NB) std::fill(dst + nb, dst + NB, T(0));
+      }
+    }
+    for (Index p = 0; p < panels; ++p) {
+      const Index j = p * NB, nb = std::min(NB, n - j);
+      const int nv = static_cast<int>((nb + W - 1) / W);
+      const int rem = static_cast<int>(nb - (nv - 1) * W);
+      const bool tail = rem < W;
+      for (Index i = 0; i < m; i += kMR) {
+        const int mr = static_cast<int>(std::min<Index>(kMR, m - i));
+        micro_any<T>(mr, nv, tail, kc, A + i * lda + k0, lda, Bp + p * kc * NB, NB, C + i * ldc + j, ldc, rem, load_c);
       }
     }
   }
