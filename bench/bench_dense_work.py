@@ -4,7 +4,8 @@ The toolbox MLP 784-1296-1296-1296-10 (ReLU), batch 256, float64, explained with
 layer one forward product A @ W.T and one backward product R @ W. numpy runs exactly those
 products (OpenBLAS DGEMM) and nothing else; fastlrp runs the whole explanation (forward pass,
 start relevance, every rule's divide and multiply). Both in the same process, alternating,
-median of the repeats; the ratio above 1 means fastlrp's whole explanation is faster than
+median of the repeats (a pause before each timed call, so that the
+other's idle threads have parked); the ratio above 1 means fastlrp's whole explanation is faster than
 numpy's bare products.
 
     python bench/bench_dense_work.py [--repeat 15] [--threads 2]
@@ -63,6 +64,7 @@ def main():
     times = {"numpy": [], "fastlrp": []}
     for _ in range(args.repeat):
         for name, f in (("numpy", numpy_work), ("fastlrp", fastlrp_work)):
+            time.sleep(0.3)  # OpenBLAS's threads spin for a while after a call: let them park
             t = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t)

@@ -111,7 +111,7 @@ def machine() -> str:
         pass
     env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS") if k in os.environ}
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}, "
-            f"fastlrp {fl.__version__} (openmp={info['openmp']}, native={info['native']}, simd={info['simd'].split(',')[0]}), "
+            f"fastlrp {fl.__version__} (isa={info['isa']}, vector={info['vector']}, openmp={info['openmp']}, native={info['native']}), "
             f"env {env or '{}'}")
 
 
