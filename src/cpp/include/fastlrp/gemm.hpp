@@ -32,8 +32,9 @@ constexpr int kMR = 6;                                 // rows per micro-kernel
 constexpr int kNV = simd::kBytes >= 64 ? 4 : 2;        // vectors of columns per micro-kernel
 constexpr Index kKC = 256;                             // k per block (the B panel stays in L1/L2)
 
-// C[0:R, 0:NV vectors] over kc steps; with Tail, the last vector has `rem` lanes.
-template <class T, int R, int NV, bool Tail>
+// C[0:R, 0:NV vectors] over kc steps; with Tail, the last vector has `rem` lanes. B: a packed
+// panel (whole vectors, zero padding) or, unpacked, B's own rows (the tail vector masked).
+template <class T, int R, int NV, bool Tail, bool Packed = true>
 void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem, bool load_c) {
   using S = simd::Vec<T>;
   using V = typename S::V;
@@ -54,7 +55,8 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
     V b[NV];
     const T* bk = B + k * ldb;
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = S::load(bk + v * W);  // packed: whole vectors, zero padding
+    for (int v = 0; v < NV; ++v)
+      b[v] = (!Packed && Tail && v == NV - 1) ? S::load_part(bk + v * W, rem) : S::load(bk + v * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const V a = S::set1(A[r * lda + k]);
@@ -73,16 +75,16 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
     }
 }
 
-template <class T, int R>
+template <class T, int R, bool Packed>
 void micro_rows(int nv, bool tail, Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem,
                 bool load_c) {
 #define FASTLRP_MICRO_CASE(NV)                                                    \
   case NV:                                                                        \
     if constexpr (NV <= kNV) {                                                    \
       if (tail)                                                                   \
-        micro<T, R, NV, true>(kc, A, lda, B, ldb, C, ldc, rem, load_c);           \
+        micro<T, R, NV, true, Packed>(kc, A, lda, B, ldb, C, ldc, rem, load_c);   \
       else                                                                        \
-        micro<T, R, NV, false>(kc, A, lda, B, ldb, C, ldc, rem, load_c);          \
+        micro<T, R, NV, false, Packed>(kc, A, lda, B, ldb, C, ldc, rem, load_c);  \
     }                                                                             \
     return;
   switch (nv) {
@@ -94,16 +96,16 @@ void micro_rows(int nv, bool tail, Index kc, const T* A, Index lda, const T* B, 
 #undef FASTLRP_MICRO_CASE
 }
 
-template <class T>
+template <class T, bool Packed = true>
 void micro_any(int mr, int nv, bool tail, Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
                int rem, bool load_c) {
   switch (mr) {
-    case 1: return micro_rows<T, 1>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 2: return micro_rows<T, 2>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 3: return micro_rows<T, 3>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 4: return micro_rows<T, 4>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 5: return micro_rows<T, 5>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 6: return micro_rows<T, 6>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 1: return micro_rows<T, 1, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 2: return micro_rows<T, 2, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 3: return micro_rows<T, 3, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 4: return micro_rows<T, 4, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 5: return micro_rows<T, 5, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 6: return micro_rows<T, 6, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
   }
 }
 
@@ -121,6 +123,21 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
   if (k <= 0) {
     if (!accumulate)
       for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
+    return;
+  }
+  // A few rows (a batch of one or two through a dense layer): B is read once, so packing it
+  // would only triple the traffic; the micro-kernels read B's rows as they are.
+  if (m <= kMR) {
+    for (Index k0 = 0; k0 < k; k0 += kKC) {
+      const Index kc = std::min(kKC, k - k0);
+      for (Index j = 0; j < n; j += NB) {
+        const Index nb = std::min(NB, n - j);
+        const int nv = static_cast<int>((nb + W - 1) / W);
+        const int rem = static_cast<int>(nb - (nv - 1) * W);
+        micro_any<T, false>(static_cast<int>(m), nv, rem < W, kc, A + k0, lda, B + k0 * ldb + j, ldb, C + j, ldc, rem,
+                            accumulate || k0 > 0);
+      }
+    }
     return;
   }
   // B's block of kc rows, packed as panels of NB columns, each contiguous (kc x NB; columns
