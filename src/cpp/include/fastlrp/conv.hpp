@@ -274,7 +274,7 @@ struct Conv2d {
     else if (kind == RuleKind::Gamma && !(S.rightCols(o).array() != T(0)).any())
       gwp = &gw_u;  // S_2 = 0: S [U; V] = S_1 U, the same chains without their zero terms
     const GatherWeight<T>& G = *gwp;
-    const Index C = g.C, HW = g.H * g.W, taps = g.kh * g.kw, out = G.parts * C, nc = G.ncols;
+    const Index C = g.C, taps = g.kh * g.kw, out = G.parts * C, nc = G.ncols;
     // R_i by rule from the gathered factors gv (parts * C) of input pixel i0 / C of sample n
     auto combine = [&](Index n, Index i0, const T* gv) {
       const T* a = A.data() + n * A.cols() + i0;
@@ -410,7 +410,6 @@ struct Conv2d {
         combine(b.n, (yc.pos[r / cols] * g.W + xc.pos[r % cols]) * C, Gv + (r - b.r0) * out);
       tw.release(tmark);
     });
-    (void)HW;
     ws.release(mark);
   }
 
