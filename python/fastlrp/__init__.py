@@ -14,9 +14,9 @@ from .composites import ByIndex, ByType, Composite, First, Name
 from .explain import LRP, Explanation
 from .io import from_keras, from_onnx, from_sklearn, from_torch
 from .graph import Input, Model
-from .layers import (ELU, Add, Concat, SELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, Dropout,
-                     Flatten, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Softmax, SumPool2d,
-                     Tanh)
+from .layers import (ELU, GELU, SELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
+                     Dense, Dropout, Flatten, Hardsigmoid, Hardswish, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d,
+                     Mish, Mul, ReLU, ReLU6, Sigmoid, SiLU, Softmax, SumPool2d, Tanh)
 from .model import Sequential, fold_batchnorm, load
 
 __version__ = "0.1.0"
@@ -27,7 +27,8 @@ __all__ = [
     "Sigmoid", "ELU", "SELU", "Softmax", "LogSoftmax", "Dropout", "Flatten", "Identity",
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
     "set_num_threads", "from_sklearn", "from_torch", "from_keras", "from_onnx", "get_num_threads",
-    "build_info", "Input", "Model", "Add", "Concat", "Name",
+    "build_info", "Input", "Model", "Add", "Concat", "Name", "Mul", "SiLU", "GELU", "Hardswish", "Hardsigmoid",
+    "ReLU6", "Mish",
 ]
 
 

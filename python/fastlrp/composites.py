@@ -136,8 +136,8 @@ def _selector(s):
 
 def default_rule(layer) -> Rule | None:
     """The rule a layer gets when no composite entry reaches it (None: it needs one)."""
-    if isinstance(layer, (L._Elementwise, L.MaxPool2d, L.Concat)):
-        return Pass()  # a MaxPool2d distributes by its mode, a Concat by slices
+    if isinstance(layer, (L._Elementwise, L.MaxPool2d, L.Concat, L.Mul)):
+        return Pass()  # a MaxPool2d distributes by its mode, a Concat by slices, a Mul to its signal
     if isinstance(layer, (L.BatchNorm1d, L.Add) + L.LINEAR_POOLS):
         return Epsilon()
     return None
@@ -151,6 +151,10 @@ def check_applicable(layer, rule, index, name=None) -> None:
         if not isinstance(rule, Epsilon):
             raise ValueError(f"node {index} ({layer!r}) divides relevance by input contribution and takes Epsilon, "
                              f"got {rule!r}")
+    elif isinstance(layer, L.Mul):
+        if not isinstance(rule, Pass):
+            raise ValueError(f"node {index} ({layer!r}) is a gate whose signal takes all relevance and takes only "
+                             f"Pass, got {rule!r}")
     elif isinstance(layer, L.Concat):
         if not isinstance(rule, Pass):
             raise ValueError(f"node {index} ({layer!r}) cuts relevance back into its inputs and takes only Pass, "

@@ -415,6 +415,11 @@ def build_graph(model: Model, dtype, sample_shape, rules=None):
         shapes = in_shapes[n.index]
         if isinstance(n.layer, L.Add):
             g.add_add(inputs, (rule or Epsilon())._native())
+        elif isinstance(n.layer, L.Mul):
+            gate = L.Mul.gate_index(*shapes)
+            signal_shape, gate_shape = shapes[1 - gate], shapes[gate]
+            pixels = int(np.prod(signal_shape)) // int(np.prod(gate_shape))
+            g.add_mul(inputs[1 - gate], inputs[gate], pixels)
         elif isinstance(n.layer, L.Concat):
             pixels = int(np.prod(shapes[0][1:])) if len(shapes[0]) == 3 else 1
             g.add_concat(inputs, pixels, [int(s[0]) for s in shapes])

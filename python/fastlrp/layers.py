@@ -13,7 +13,8 @@ from ._checks import as_param_array, check_real_scalar
 __all__ = [
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "SELU", "Softmax",
     "LogSoftmax", "Dropout", "Flatten", "Identity", "BatchNorm1d", "BatchNorm2d", "Conv2d",
-    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d", "Add", "Concat",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d", "Add", "Concat", "Mul", "SiLU", "GELU",
+    "Hardswish", "Hardsigmoid", "ReLU6", "Mish",
 ]
 
 
@@ -149,6 +150,45 @@ class SELU(_Elementwise):
     _code = 6
 
 
+class SiLU(_Elementwise):
+    """``x * sigmoid(x)`` (swish); LRP: Pass."""
+    _code = 9
+
+
+class GELU(_Elementwise):
+    """``x * Phi(x)``; ``approximate="tanh"`` uses torch's tanh approximation. LRP: Pass."""
+    _code = 10
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU approximate: expected 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+        self.param = 0.0 if approximate == "none" else 1.0
+
+    def __repr__(self) -> str:
+        return "GELU()" if self.approximate == "none" else "GELU(approximate='tanh')"
+
+
+class Hardswish(_Elementwise):
+    """``x * relu6(x + 3) / 6``; LRP: Pass."""
+    _code = 11
+
+
+class Hardsigmoid(_Elementwise):
+    """``relu6(x + 3) / 6``; LRP: Pass."""
+    _code = 12
+
+
+class ReLU6(_Elementwise):
+    """``min(max(x, 0), 6)``; LRP: Pass."""
+    _code = 13
+
+
+class Mish(_Elementwise):
+    """``x * tanh(softplus(x))``; LRP: Pass."""
+    _code = 14
+
+
 class Softmax(_Elementwise):
     """Softmax over the features; as the last layer it is skipped by LRP (docs/rules.md)."""
     _code = 7
@@ -257,13 +297,23 @@ class Conv2d(Layer):
     weight : array (out_channels, in_channels, kh, kw)
     bias : array (out_channels,), optional
     stride, padding, dilation : int or (int, int)
+    groups : int
+        Grouped convolution, as torch: the input channels are cut into ``groups`` slices, each
+        convolved with its ``out/groups`` filters of weight ``(out, in/groups, kh, kw)``;
+        ``groups == in_channels`` is a depthwise convolution. Every LRP rule applies within a group.
     """
 
-    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1):
+    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         self.weight = as_param_array(weight, "Conv2d weight", ndim=4)
         if 0 in self.weight.shape:
-            raise ValueError(f"Conv2d weight: expected a non-empty (out, in, kh, kw) array, got shape {self.weight.shape}")
+            raise ValueError(f"Conv2d weight: expected a non-empty (out, in/groups, kh, kw) array, got shape {self.weight.shape}")
         out_c = self.weight.shape[0]
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"Conv2d groups: expected a positive int, got {groups!r}")
+        self.groups = int(groups)
+        if out_c % self.groups:
+            raise ValueError(f"Conv2d groups: {self.groups} groups do not divide the {out_c} output channels "
+                             f"(weight {self.weight.shape})")
         self.bias = as_param_array(np.zeros(out_c) if bias is None else bias, "Conv2d bias", ndim=1)
         if self.bias.shape != (out_c,):
             raise ValueError(f"Conv2d bias: expected shape ({out_c},) to match weight {self.weight.shape}, got {self.bias.shape}")
@@ -273,7 +323,7 @@ class Conv2d(Layer):
 
     @property
     def in_channels(self) -> int:
-        return self.weight.shape[1]
+        return self.weight.shape[1] * self.groups
 
     @property
     def out_channels(self) -> int:
@@ -300,7 +350,8 @@ class Conv2d(Layer):
     def __repr__(self) -> str:
         kh, kw = self.kernel_size
         extra = "".join(f", {n}={v}" for n, v, d in (("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
-                                                     ("dilation", self.dilation, (1, 1))) if v != d)
+                                                     ("dilation", self.dilation, (1, 1)), ("groups", self.groups, 1))
+                        if v != d)
         return f"Conv2d({self.in_channels} -> {self.out_channels}, {kh}x{kw}{extra})"
 
 
@@ -421,7 +472,34 @@ class Concat(Layer):
         return f"Concat(axis={self.axis})"
 
 
-JOIN_LAYERS: tuple = (Add, Concat)
+class Mul(Layer):
+    """A multiplicative gate ``signal * gate``: ``fl.Mul()(signal, gate)``, the gate either of
+    the signal's shape or ``(C, 1, 1)`` broadcast over a ``(C, H, W)`` signal (squeeze-excitation).
+    The broadcast operand is the gate whatever the order; of two equal shapes, the second.
+    LRP: the signal takes all relevance, the gate's branch none."""
+
+    n_inputs = 2
+
+    @staticmethod
+    def gate_index(*shapes) -> int:
+        """Which of the two input shapes is the gate (0 or 1); ValueError when neither fits."""
+        if len(shapes) != 2:
+            raise ValueError(f"Mul takes two inputs (signal, gate), got {len(shapes)}")
+        a, b = (tuple(int(v) for v in s) for s in shapes)
+        if a == b:
+            return 1
+        for gate, (g, x) in ((1, (b, a)), (0, (a, b))):
+            if len(x) == 3 and g == (x[0], 1, 1):
+                return gate
+        raise ValueError(f"Mul: expected a gate of the signal's shape or (C, 1, 1) for a (C, H, W) signal, "
+                         f"got shapes {a} and {b}")
+
+    def output_shape(self, *shapes) -> tuple:
+        gate = self.gate_index(*shapes)
+        return tuple(shapes[1 - gate])
+
+
+JOIN_LAYERS: tuple = (Add, Concat, Mul)
 DENSE_LAYERS: tuple = (Dense,)
 CONV_LAYERS: tuple = (Conv2d,)
 #: fixed-weight linear pools (rule Epsilon by default, any rule allowed)

@@ -81,10 +81,16 @@ def dense_relevance(a, weight, bias, r, rule, connected=None, in_shape=None):
     raise ValueError(f"the reference has no Dense formula for {rule!r}")
 
 
-def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """Cross-correlation of NCHW x with weight (out, in, kh, kw), zero padding, as torch."""
+def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """Cross-correlation of NCHW x with weight (out, in/groups, kh, kw), zero padding, as torch;
+    a grouped convolution is one convolution per slice of channels."""
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
+    if groups > 1:
+        c, o = x.shape[1] // groups, weight.shape[0] // groups
+        return np.concatenate([conv2d(x[:, g * c:(g + 1) * c], weight[g * o:(g + 1) * o],
+                                      np.asarray(bias)[g * o:(g + 1) * o], stride, padding, dilation)
+                               for g in range(groups)], axis=1)
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -168,7 +174,7 @@ def forward_layer(layer, a):
     if isinstance(layer, L.Dense):
         return a @ layer.weight.T + layer.bias
     if isinstance(layer, L.Conv2d):
-        return conv2d(a, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation)
+        return conv2d(a, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
     if isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
         return pool2d(layer, a)
     if isinstance(layer, L.BatchNorm2d):
@@ -194,6 +200,21 @@ def forward_layer(layer, a):
     if isinstance(layer, L.SELU):
         alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
         return scale * np.where(a > 0, a, alpha * np.expm1(a))
+    if isinstance(layer, L.SiLU):
+        return a / (1 + np.exp(-a))
+    if isinstance(layer, L.GELU):
+        if layer.approximate == "tanh":
+            return 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))
+        from math import erf
+        return 0.5 * a * (1 + np.vectorize(erf)(a / np.sqrt(2)))
+    if isinstance(layer, L.Hardswish):
+        return a * np.clip(a + 3, 0, 6) / 6
+    if isinstance(layer, L.Hardsigmoid):
+        return np.clip(a + 3, 0, 6) / 6
+    if isinstance(layer, L.ReLU6):
+        return np.clip(a, 0, 6)
+    if isinstance(layer, L.Mish):
+        return a * np.tanh(np.logaddexp(0, a))
     if isinstance(layer, (L.Softmax, L.LogSoftmax)):
         e = np.exp(a - a.max(axis=1, keepdims=True))
         s = e / e.sum(axis=1, keepdims=True)
@@ -277,6 +298,8 @@ def graph_lrp(model, rules, x, target=None):
             acts[n.name] = sum(ins[1:], ins[0].copy())
         elif isinstance(n.layer, L.Concat):
             acts[n.name] = np.concatenate(ins, axis=1)
+        elif isinstance(n.layer, L.Mul):
+            acts[n.name] = ins[0] * ins[1]  # numpy broadcasts a (C, 1, 1) gate
         else:
             acts[n.name] = forward_layer(n.layer, ins[0])
     logits_name = nodes[-1].inputs[0] if skip else nodes[-1].name
@@ -295,6 +318,9 @@ def graph_lrp(model, rules, x, target=None):
             s = divide(r, acts[n.name], rule.epsilon)
             for i in n.inputs:
                 send(i, acts[i] * s)
+        elif isinstance(n.layer, L.Mul):  # all to the signal, none to the gate
+            gate = L.Mul.gate_index(acts[n.inputs[0]].shape[1:], acts[n.inputs[1]].shape[1:])
+            send(n.inputs[1 - gate], r)
         elif isinstance(n.layer, L.Concat):
             c0 = 0
             for i in n.inputs:
@@ -308,11 +334,18 @@ def graph_lrp(model, rules, x, target=None):
 
 
 def _spatial_relevance(layer, a, r, rule):
-    """A conv or linear pool as the matrix read off its forward pass, then the dense formula."""
+    """A conv or linear pool as the matrix read off its forward pass, then the dense formula;
+    a grouped convolution tap by tap (conv_relevance)."""
     shape = a.shape[1:]
+    large = a[0].size * np.asarray(r)[0].size > 1 << 16  # the matrix would take long to read off
+    if isinstance(layer, L.Conv2d) and (layer.groups > 1 or large):
+        return conv_relevance(layer, a, r, rule)
+    if large and _pool_as_conv(layer, shape) is not None:
+        return conv_relevance(_pool_as_conv(layer, shape), a, r, rule)
     if isinstance(layer, L.Conv2d):
         def fn(v, weight=layer.weight):
-            return conv2d(v, weight, np.zeros(layer.out_channels), layer.stride, layer.padding, layer.dilation)
+            return conv2d(v, weight, np.zeros(layer.out_channels), layer.stride, layer.padding, layer.dilation,
+                          layer.groups)
         m = linear_map(fn, shape)
         connected = linear_map(lambda v: fn(v, np.ones_like(layer.weight)), shape) != 0
         out_shape = fn(np.zeros((1,) + shape)).shape[1:]
@@ -325,3 +358,115 @@ def _spatial_relevance(layer, a, r, rule):
     n = a.shape[0]
     rel = dense_relevance(a.reshape(n, -1), m, bias, np.asarray(r).reshape(n, -1), rule, connected, shape)
     return rel.reshape(a.shape)
+
+
+def _pool_as_conv(layer, shape):
+    """A linear pool that is a depthwise convolution with fixed weights (SumPool2d, AvgPool2d
+    counting the padding, AdaptiveAvgPool2d whose windows tile the input), as that Conv2d."""
+    c, h, w = shape
+    if isinstance(layer, L.AdaptiveAvgPool2d):
+        (oh, ow) = layer.output_size
+        if h % oh or w % ow:
+            return None
+        k, stride, padding, value = (h // oh, w // ow), (h // oh, w // ow), (0, 0), 1.0 / ((h // oh) * (w // ow))
+    elif isinstance(layer, L.SumPool2d) or (isinstance(layer, L.AvgPool2d) and layer.count_include_pad):
+        k, stride, padding = layer.kernel_size, layer.stride, layer.padding
+        value = 1.0 / (np.sqrt(k[0] * k[1]) if isinstance(layer, L.SumPool2d) else k[0] * k[1])
+    else:
+        return None
+    return L.Conv2d(np.full((c, 1) + tuple(k), value), np.zeros(c), stride, padding, groups=c)
+
+
+def _taps(layer, h, w):
+    """Per tap (ky, kx): the slices of the zero-padded input that the tap reads for every output."""
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    (ph, pw) = layer.padding
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    for ky in range(kh):
+        for kx in range(kw):
+            yield ky, kx, (slice(ky * dh, ky * dh + sh * (ho - 1) + 1, sh), slice(kx * dw, kx * dw + sw * (wo - 1) + 1, sw))
+
+
+def conv_relevance(layer, a, r, rule):
+    """Relevance at the input of a (grouped) Conv2d under ``rule``, tap by tap: for every tap the
+    contributions ``c_ij`` of the inputs it reads (N, groups, out/groups, in/groups, Ho, Wo), summed
+    into ``z_j``, then ``c_ij r_j / stab(z_j)`` added back at the inputs. No (N, in, out) array: a
+    second reference to the linear-map one, fit for whole networks on small images."""
+    a = np.asarray(a, dtype=np.float64)
+    n, c, h, w = a.shape
+    G = layer.groups
+    o = layer.out_channels
+    cg, og = c // G, o // G
+    (ph, pw) = layer.padding
+    weight = np.asarray(layer.weight, dtype=np.float64).reshape(G, og, cg, *layer.kernel_size)
+    bias = np.asarray(layer.bias, dtype=np.float64).reshape(G, og)
+
+    def pad(v):
+        out = np.zeros(v.shape[:2] + (h + 2 * ph, w + 2 * pw))
+        out[:, :, ph:ph + h, pw:pw + w] = v
+        return out
+
+    ap = pad(a)
+    inside = pad(np.ones((1, c, h, w)))  # padding contributes nothing
+    lo = hi = None
+    if isinstance(rule, R.ZBox):
+        lo, hi = rule.bounds_for((c, h, w))
+        lo, hi = pad(np.asarray(lo, dtype=np.float64).reshape(1, c, h, w)), pad(np.asarray(hi, dtype=np.float64).reshape(1, c, h, w))
+    pos, neg = (lambda v: np.maximum(v, 0)), (lambda v: np.minimum(v, 0))
+
+    def grouped(v, sl):  # (N', c, Ho, Wo) -> (N', G, 1, cg, Ho, Wo)
+        p = v[:, :, sl[0], sl[1]]
+        return p.reshape(p.shape[0], G, 1, cg, *p.shape[2:])
+
+    def propagate(coef, d, rr, eps):
+        """sum_j coef_ij rr_j / stab(sum_i coef_ij + d_j) back at the inputs."""
+        z = 0.0
+        for ky, kx, sl in _taps(layer, h, w):
+            z = z + coef(sl, weight[:, :, :, ky, kx][None, :, :, :, None, None]).sum(axis=3)
+        z = z + d
+        s = divide(rr.reshape(z.shape), z, eps)
+        out = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
+        for ky, kx, sl in _taps(layer, h, w):
+            contrib = (coef(sl, weight[:, :, :, ky, kx][None, :, :, :, None, None]) * s[:, :, :, None]).sum(axis=2)
+            out[:, :, sl[0], sl[1]] += contrib.reshape(n, c, *contrib.shape[3:])
+        return out[:, :, ph:ph + h, pw:pw + w]
+
+    ho_wo = None
+    for _, _, sl in _taps(layer, h, w):
+        ho_wo = ap[:, :, sl[0], sl[1]].shape[2:]
+        break
+    rr = np.asarray(r, dtype=np.float64).reshape(n, G, og, *ho_wo)
+    bias = bias[None, :, :, None, None]
+
+    def act(sl, f=lambda v: v):
+        return grouped(f(ap), sl)
+
+    if isinstance(rule, R.Epsilon):
+        return propagate(lambda sl, wt: act(sl) * wt, bias, rr, rule.epsilon)
+    if isinstance(rule, (R.ZPlus, R.AlphaBeta)):
+        alpha, beta = (1.0, 0.0) if isinstance(rule, R.ZPlus) else (rule.alpha, rule.beta)
+        out = alpha * propagate(lambda sl, wt: act(sl, pos) * pos(wt) + act(sl, neg) * neg(wt), pos(bias), rr, EPS_S)
+        if beta:
+            out = out - beta * propagate(lambda sl, wt: act(sl, pos) * neg(wt) + act(sl, neg) * pos(wt),
+                                         neg(bias), rr, EPS_S)
+        return out
+    if isinstance(rule, R.Gamma):
+        g = rule.gamma
+        zj = 0.0  # the original pre-activation decides the variant
+        for ky, kx, sl in _taps(layer, h, w):
+            zj = zj + (act(sl) * weight[:, :, :, ky, kx][None, :, :, :, None, None]).sum(axis=3)
+        zj = zj + bias
+        r_pos, r_neg = np.where(zj > 0, rr, 0.0), np.where(zj < 0, rr, 0.0)
+        return (propagate(lambda sl, wt: act(sl, pos) * (wt + g * pos(wt)) + act(sl, neg) * (wt + g * neg(wt)),
+                          bias + g * pos(bias), r_pos, EPS_S)
+                + propagate(lambda sl, wt: act(sl, pos) * (wt + g * neg(wt)) + act(sl, neg) * (wt + g * pos(wt)),
+                            bias + g * neg(bias), r_neg, EPS_S))
+    if isinstance(rule, R.ZBox):
+        return propagate(lambda sl, wt: act(sl) * wt - grouped(lo, sl) * pos(wt) - grouped(hi, sl) * neg(wt),
+                         0.0, rr, EPS_S)
+    if isinstance(rule, R.WSquare):
+        return propagate(lambda sl, wt: grouped(inside, sl) * wt ** 2 + 0 * act(sl), 0.0, rr, EPS_S)
+    if isinstance(rule, R.Flat):
+        return propagate(lambda sl, wt: grouped(inside, sl) * np.ones_like(wt) + 0 * act(sl), 0.0, rr, EPS_S)
+    raise ValueError(f"the reference has no Conv2d formula for {rule!r}")

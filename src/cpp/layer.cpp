@@ -13,6 +13,7 @@ void Layer<T>::forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) 
   switch (kind) {
     case LayerKind::Dense: dense.forward(A, Y, threads); return;
     case LayerKind::Conv: conv.forward(A, Y, threads); return;
+    case LayerKind::GroupedConv: grouped.forward(A, Y, threads); return;
     case LayerKind::Pool: pool.forward(A, Y, threads); return;
     case LayerKind::Flatten: flatten(A, Y, false); return;
     case LayerKind::Affine:
@@ -40,6 +41,7 @@ void Layer<T>::backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, 
   switch (kind) {
     case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws, threads); return;
     case LayerKind::Conv: conv.backward(A, Z, R, Rin, ws, threads); return;
+    case LayerKind::GroupedConv: grouped.backward(A, Z, R, Rin, ws, threads); return;
     case LayerKind::Pool: pool.backward(A, Z, R, Rin, threads); return;
     case LayerKind::Flatten: flatten(R, Rin, true); return;
     case LayerKind::Affine: affine.backward(A, Z, R, Rin); return;
@@ -85,6 +87,35 @@ Layer<T> make_conv(const Geometry& g, const T* W, Index out, Index K, std::share
   return l;
 }
 
+template <class T>
+Layer<T> make_grouped_conv(const Geometry& g, Index groups, const T* W, Index out, Index K, RowVector<T> b,
+                           RuleParams rule, const std::vector<T>& low, const std::vector<T>& high) {
+  Layer<T> l;
+  l.kind = LayerKind::GroupedConv;
+  GroupedConv<T>& c = l.grouped;
+  c.g = g;
+  c.g.finish();
+  if (groups <= 0 || c.g.C % groups != 0 || out % groups != 0)
+    throw std::invalid_argument("groups (" + std::to_string(groups) + ") must divide the input channels (" +
+                                std::to_string(c.g.C) + ") and the output channels (" + std::to_string(out) + ")");
+  c.groups = groups;
+  c.O = out;
+  c.Cg = c.g.C / groups;
+  c.Og = out / groups;
+  if (K != c.g.kh * c.g.kw * c.Cg) throw std::invalid_argument("grouped conv weight does not match kh*kw*C/groups");
+  if (b.size() != out) throw std::invalid_argument("bias size does not match the conv weight");
+  c.b = std::move(b);
+  c.rule = rule;
+  if (rule.kind == RuleKind::ZBox &&
+      (static_cast<Index>(low.size()) != c.g.in_size() || static_cast<Index>(high.size()) != c.g.in_size()))
+    throw std::invalid_argument("ZBox bounds must cover the conv input image");
+  c.set_weight(W);
+  c.prepare(low, high);
+  l.in = c.in_size();
+  l.out = c.out_size();
+  return l;
+}
+
 template struct Layer<float>;
 template struct Layer<double>;
 template Layer<float> make_dense<float>(const float*, Index, Index, std::shared_ptr<const void>, RowVector<float>,
@@ -96,6 +127,11 @@ template Layer<float> make_conv<float>(const Geometry&, const float*, Index, Ind
 template Layer<double> make_conv<double>(const Geometry&, const double*, Index, Index, std::shared_ptr<const void>,
                                          RowVector<double>, RuleParams, const std::vector<double>&,
                                          const std::vector<double>&);
+
+template Layer<float> make_grouped_conv<float>(const Geometry&, Index, const float*, Index, Index, RowVector<float>,
+                                              RuleParams, const std::vector<float>&, const std::vector<float>&);
+template Layer<double> make_grouped_conv<double>(const Geometry&, Index, const double*, Index, Index, RowVector<double>,
+                                                 RuleParams, const std::vector<double>&, const std::vector<double>&);
 
 }  // namespace kernels
 }  // namespace FASTLRP_ISA_NS

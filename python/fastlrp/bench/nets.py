@@ -183,7 +183,10 @@ def toolbox_flops(layers, sample_shape) -> int:
 
 # ---- graph models: torchvision's definitions with random weights (fixed seed)
 
-GRAPH_NETS = ("resnet18", "resnet50", "densenet121")
+GRAPH_NETS = ("resnet18", "resnet50", "densenet121", "mobilenet_v2", "efficientnet_b0")
+#: graph nets with depthwise convolutions and gates, which zennit explains with its
+#: SequentialMergeBatchNorm canonizer only (what a zennit user has for them)
+MOBILE_NETS = ("mobilenet_v2", "efficientnet_b0")
 
 
 def torchvision_graph(name, torch, seed=0):

@@ -1,7 +1,7 @@
 """The benchmark suite: fastlrp against every peer that is importable, in one run.
 
     python -m fastlrp.bench [--quick] [--nets mlp,lenet,vgg16,toolbox-mlp,toolbox-lenet5,
-                                              resnet18,resnet50,densenet121]
+                                              resnet18,resnet50,densenet121,mobilenet_v2,efficientnet_b0]
                             [--threads 1,2] [--repeat N] [--json out.json] [--plot ratios.png]
                             [--out table.md]
     fastlrp bench ...        (the same)
@@ -28,7 +28,10 @@ What a figure means:
   torchvision's definitions with random weights and BatchNorm statistics (BatchNorm eps 0,
   see ``nets.torchvision_graph``), loaded by ``fl.from_torch``; zennit runs with its
   ``ResNetCanonizer`` on the ResNets and without a canonizer on DenseNet (its BatchNorm
-  merging does not apply there), as a zennit user has them;
+  merging does not apply there), as a zennit user has them; ``mobilenet_v2`` and
+  ``efficientnet_b0`` (depthwise convolutions, gates) against zennit with
+  ``SequentialMergeBatchNorm``, which differs by design (zennit passes gradients through the
+  gates and the SiLU/ReLU6 activations), so its difference is shown beside its time;
 - before timing, every case checks that fastlrp's relevance equals the peer's: relative
   difference (``||a - b|| / ||b||``) below 1e-3 against zennit and captum (float32), below
   1e-9 against the numpy references (fastlrp in float64). captum is comparable for ``Epsilon``
@@ -56,7 +59,8 @@ RULES = {"Epsilon": lambda: _epsilon(), "epsilon_plus_flat": lambda: "epsilon_pl
 TOOLBOX_RULES = {"epsilon": ("epsilon", 0.01), "alphabeta": ("alphabeta", 2.0)}
 NETS = {"mlp": ((1, 64, 1024), (1, 64)), "lenet": ((1, 64, 256), (1, 64)), "vgg16": ((1, 8), ()),
         "toolbox-mlp": ((1, 16, 256), (16,)), "toolbox-lenet5": ((1, 16, 64), (16,)),
-        "resnet18": ((1, 8), ()), "resnet50": ((1, 8), ()), "densenet121": ((1, 8), ())}
+        "resnet18": ((1, 8), ()), "resnet50": ((1, 8), ()), "densenet121": ((1, 8), ()),
+        "mobilenet_v2": ((1, 16), ()), "efficientnet_b0": ((1, 16), ())}
 #: nets that --quick and the default run leave out (minutes per case)
 BIG = ("vgg16",) + nets.GRAPH_NETS
 
@@ -188,6 +192,10 @@ def run_native(name, batches, threads_list, rules, peers, rows, records, quick):
             import zennit.torchvision
 
             canonizers = lambda: [zennit.torchvision.ResNetCanonizer()]  # noqa: E731
+        elif name in nets.MOBILE_NETS and peers.zennit is not None:
+            import zennit.canonizers
+
+            canonizers = lambda: [zennit.canonizers.SequentialMergeBatchNorm()]  # noqa: E731
     else:
         spec, shape = {"mlp": nets.mlp_spec, "lenet": nets.lenet_spec, "vgg16": nets.vgg16_spec}[name]()
         model, params = nets.build(spec)
@@ -246,7 +254,10 @@ def run_native(name, batches, threads_list, rules, peers, rows, records, quick):
                     # DenseNet: zennit has no canonizer for a BatchNorm before a conv and passes its
                     # gradient, where fastlrp applies Epsilon to it (docs/rules.md): the two differ by
                     # design; the time is what a zennit user has, shown with the difference
-                    differs_by_design = name == "densenet121"
+                    # MobileNet/EfficientNet: zennit passes the gradient through the gates (x * g)
+                    # and the SiLU/ReLU6/Hardswish activations, fastlrp applies docs/rules.md's gate
+                    # and Pass rules
+                    differs_by_design = name == "densenet121" or name in nets.MOBILE_NETS
                     if err > 1e-6 and not differs_by_design:
                         res["peers"]["zennit"] = f"DIFFERENT ({err:.0e})"
                     else:

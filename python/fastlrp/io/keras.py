@@ -473,7 +473,7 @@ def _step(layer, seen, shape, hwc, where):
 def _with_padding(layer, pad, after_relu, where):
     """A Conv2D/pooling layer that reads a ZeroPadding2D's output, as one layer with that padding."""
     if isinstance(layer, L.Conv2d) and layer.padding == (0, 0):
-        return L.Conv2d(layer.weight, layer.bias, layer.stride, pad, layer.dilation)
+        return L.Conv2d(layer.weight, layer.bias, layer.stride, pad, layer.dilation, layer.groups)
     if isinstance(layer, L.AvgPool2d) and layer.padding == (0, 0):
         return L.AvgPool2d(layer.kernel_size, layer.stride, pad, count_include_pad=True)
     if isinstance(layer, L.MaxPool2d) and layer.padding == (0, 0):

@@ -7,9 +7,10 @@ from .. import layers as L
 from ._common import same_padding
 from ..model import Sequential
 
-SUPPORTED = ("Sequential (nested ones flattened)", "Linear", "Conv2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU",
-             "SELU", "Softmax", "LogSoftmax", "Dropout", "Identity", "Flatten", "MaxPool2d", "AvgPool2d",
-             "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d")
+SUPPORTED = ("Sequential (nested ones flattened)", "Linear", "Conv2d (any groups)", "ReLU", "ReLU6", "LeakyReLU",
+             "Tanh", "Sigmoid", "ELU", "SELU", "SiLU", "GELU", "Hardswish", "Hardsigmoid", "Mish", "Softmax",
+             "LogSoftmax", "Dropout", "Identity", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+             "BatchNorm1d", "BatchNorm2d")
 
 
 def _np(t):
@@ -37,8 +38,6 @@ def _convert(k, name, m):
     if cls == "Linear":
         return L.Dense(_np(m.weight), _np(m.bias))
     if cls == "Conv2d":
-        if m.groups != 1:
-            _unsupported(where, m, f"groups={m.groups} (only 1)")
         if m.padding_mode != "zeros":
             _unsupported(where, m, f"padding_mode={m.padding_mode!r} (only 'zeros')")
         pad = m.padding
@@ -49,9 +48,13 @@ def _convert(k, name, m):
                 pad = same_padding(m.kernel_size, m.stride, m.dilation)
                 if pad is None:
                     _unsupported(where, m, "padding='same' that is not symmetric (even kernel)")
-        return L.Conv2d(_np(m.weight), _np(m.bias), stride=tuple(m.stride), padding=pad, dilation=tuple(m.dilation))
-    if cls in ("ReLU", "Tanh", "Sigmoid", "SELU", "Identity", "Dropout"):
+        return L.Conv2d(_np(m.weight), _np(m.bias), stride=tuple(m.stride), padding=pad, dilation=tuple(m.dilation),
+                        groups=m.groups)
+    if cls in ("ReLU", "Tanh", "Sigmoid", "SELU", "Identity", "Dropout", "SiLU", "Hardswish", "Hardsigmoid", "ReLU6",
+               "Mish"):
         return getattr(L, cls)()
+    if cls == "GELU":
+        return L.GELU(m.approximate)
     if cls == "LeakyReLU":
         return L.LeakyReLU(m.negative_slope)
     if cls == "ELU":

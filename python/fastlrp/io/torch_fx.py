@@ -17,7 +17,10 @@ SUPPORTED_OPS = ("modules: see fastlrp.io.torch.SUPPORTED", "+ / torch.add / ope
                  "torch.cat(dim=1) (Concat)", "torch.flatten(x, 1)", "x.view/reshape(N, -1)", "x.flatten(1)",
                  "x.mean((2, 3)) / torch.mean", "relu / sigmoid / tanh (torch, functional or method)",
                  "F.adaptive_avg_pool2d", "F.avg_pool2d", "F.max_pool2d", "F.softmax / log_softmax(dim=1)",
-                 "F.dropout (identity)", "x.size / x.contiguous")
+                 "F.dropout (identity)", "x.size / x.contiguous",
+                 "* / torch.mul / operator.imul of a signal and a gate of its shape or (N, C, 1, 1) (Mul)",
+                 "torchvision's stochastic_depth in eval mode (identity)",
+                 "F.silu / gelu / hardswish / hardsigmoid / relu6 / mish", "F.hardtanh(x, 0, 6) (ReLU6)")
 
 
 class _Size:
@@ -65,6 +68,16 @@ def from_fx(module) -> Model:
         env[node] = layer(*ins, name=unique(name or node.name))
 
     relus = {torch.relu, F.relu, torch.nn.functional.relu}
+
+    def hardtanh(node):
+        if (_arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0)) != (0.0, 6.0):
+            _fail(node, "F.hardtanh", "only hardtanh(x, 0, 6), a ReLU6")
+        return L.ReLU6()
+
+    simple = {F.silu: lambda node: L.SiLU(), F.hardswish: lambda node: L.Hardswish(),
+              F.hardsigmoid: lambda node: L.Hardsigmoid(), F.relu6: lambda node: L.ReLU6(),
+              F.mish: lambda node: L.Mish(), F.hardtanh: hardtanh,
+              F.gelu: lambda node: L.GELU(_arg(node, 1, "approximate", "none"))}
     for node in gm.graph.nodes:
         op, target = node.op, node.target
         if op == "placeholder":
@@ -91,6 +104,16 @@ def from_fx(module) -> Model:
                 if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
                     _fail(node, f"{target}", "only the sum of two tensors")
                 apply(node, L.Add(), *node.args)
+            elif target in (operator.mul, operator.imul, torch.mul):
+                if len(node.args) != 2 or not all(isinstance(a, torch.fx.Node) for a in node.args):
+                    _fail(node, f"{target}", "only the product of two tensors (a gate)")
+                apply(node, L.Mul(), *node.args)
+            elif getattr(target, "__name__", "") == "stochastic_depth":  # torchvision's, fx-wrapped
+                if _arg(node, 3, "training", True):
+                    _fail(node, "stochastic_depth(training=True)", "a model in training mode")
+                env[node] = env[node.args[0]]
+            elif target in simple:
+                apply(node, simple[target](node), node.args[0])
             elif target is torch.cat:
                 dim = _arg(node, 1, "dim", 0)
                 if dim not in (1, -3):

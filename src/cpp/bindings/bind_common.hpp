@@ -60,7 +60,7 @@ inline kernels::Geometry geometry(Index C, Index H, Index W, Index kh, Index kw,
 }
 
 inline kernels::Activation activation_kind(int kind) {
-  if (kind < 0 || kind > static_cast<int>(kernels::Activation::LogSoftmax))
+  if (kind < 0 || kind > static_cast<int>(kernels::Activation::Mish))
     throw std::invalid_argument("unknown activation " + std::to_string(kind));
   return static_cast<kernels::Activation>(kind);
 }
@@ -84,10 +84,13 @@ kernels::Layer<T> dense_layer(const CArray<T>& W, const CArray<T>& b, const Rule
 }
 
 template <class T>
-kernels::Layer<T> conv_layer(const kernels::Geometry& g, const CArray<T>& weight, const CArray<T>& bias,
+kernels::Layer<T> conv_layer(const kernels::Geometry& g, Index groups, const CArray<T>& weight, const CArray<T>& bias,
                              const RuleParams& rule, const CArray<T>& low, const CArray<T>& high) {
   ConstMatrixMap<T> w = as_matrix(weight, "conv weight");
   if (bias.size() != w.rows()) throw std::invalid_argument("bias size does not match the conv weight");
+  if (groups != 1)  // the weights are copied into the grouped kernels' tap-major layout
+    return kernels::make_grouped_conv<T>(g, groups, w.data(), w.rows(), w.cols(), as_row(bias), checked_rule(rule),
+                                         as_vector(low), as_vector(high));
   return kernels::make_conv<T>(g, w.data(), w.rows(), w.cols(), keep_alive(weight), as_row(bias), checked_rule(rule),
                                as_vector(low), as_vector(high));
 }

@@ -26,14 +26,14 @@ void bind_graph(py::module_& m, const char* name) {
       .def(
           "add_conv",
           [](G& g, int input, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
-             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, const RuleParams& rule, const CArray<T>& low,
-             const CArray<T>& high) {
-            g.add_layer(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), weight, bias, rule, low, high), input);
+             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, Index groups, const RuleParams& rule,
+             const CArray<T>& low, const CArray<T>& high) {
+            g.add_layer(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), groups, weight, bias, rule, low, high), input);
           },
           py::arg("input"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(),
           py::arg("bias").noconvert(), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
-          py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("rule"), py::arg("low").noconvert(),
-          py::arg("high").noconvert(), "A Conv2d node over an NHWC image; weight (out, kh*kw*C) in (ky, kx, c) order.")
+          py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("groups"), py::arg("rule"), py::arg("low").noconvert(),
+          py::arg("high").noconvert(), "A Conv2d node over an NHWC image; weight (out, kh*kw*C/groups) in (ky, kx, c) order.")
       .def(
           "add_pool",
           [](G& g, int input, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
@@ -68,6 +68,9 @@ void bind_graph(py::module_& m, const char* name) {
            py::arg("inputs"), py::arg("rule"), "An Add node over equally shaped inputs (LRP: Epsilon by input contribution).")
       .def("add_concat", &G::add_concat, py::arg("inputs"), py::arg("pixels"), py::arg("channels"),
            "A Concat node along channels (NHWC: per pixel), or along features (pixels = 1).")
+      .def("add_mul", &G::add_mul, py::arg("signal"), py::arg("gate"), py::arg("pixels"),
+           "A gate node signal * gate: the gate the same size as the signal (pixels = 1) or one value per channel "
+           "broadcast over `pixels` pixels. LRP: the signal takes all relevance, the gate none.")
       .def_property_readonly("num_nodes", [](const G& g) { return g.nodes.size(); })
       .def_property_readonly("skips_last", &G::skips_last)
       .def(

@@ -45,14 +45,14 @@ void bind_for(py::module_& m, const char* name) {
       .def(
           "add_conv",
           [](Net& net, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
-             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, const RuleParams& rule, const CArray<T>& low,
-             const CArray<T>& high) {
-            net.add(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), weight, bias, rule, low, high));
+             Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, Index groups, const RuleParams& rule,
+             const CArray<T>& low, const CArray<T>& high) {
+            net.add(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), groups, weight, bias, rule, low, high));
           },
           py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
-          py::arg("dw"), py::arg("rule"), py::arg("low").noconvert(), py::arg("high").noconvert(),
-          "Append a Conv2d over an NHWC image; weight (out, kh*kw*C) in (ky, kx, c) order.")
+          py::arg("dw"), py::arg("groups"), py::arg("rule"), py::arg("low").noconvert(), py::arg("high").noconvert(),
+          "Append a Conv2d over an NHWC image; weight (out, kh*kw*C/groups) in (ky, kx, c) order.")
       .def(
           "add_pool",
           [](Net& net, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,

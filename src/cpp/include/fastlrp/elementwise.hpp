@@ -22,11 +22,25 @@ enum class Activation : int {
   SELU = 6,
   Softmax = 7,
   LogSoftmax = 8,
+  SiLU = 9,
+  GELU = 10,  // param: 0 the erf form, 1 the tanh approximation (torch's approximate="tanh")
+  Hardswish = 11,
+  Hardsigmoid = 12,
+  ReLU6 = 13,
+  Mish = 14,
 };
 
 // Output nonlinearities that the backward pass skips when they end the model (docs/rules.md).
 inline bool is_output_nonlinearity(Activation a) {
   return a == Activation::Softmax || a == Activation::LogSoftmax || a == Activation::Sigmoid;
+}
+
+// written so that exp never overflows
+template <class T>
+inline T sigmoid(T v) {
+  if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+  const T e = std::exp(v);
+  return e / (T(1) + e);
 }
 
 template <class T>
@@ -41,12 +55,7 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
       Y = A.unaryExpr([](T v) { return std::tanh(v); });
       return;
     case Activation::Sigmoid:
-      Y = A.unaryExpr([](T v) {
-        // written so that exp never overflows
-        if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
-        const T e = std::exp(v);
-        return e / (T(1) + e);
-      });
+      Y = A.unaryExpr([](T v) { return sigmoid(v); });
       return;
     case Activation::ELU: Y = A.unaryExpr([param](T v) { return v > T(0) ? v : param * std::expm1(v); }); return;
     case Activation::SELU: {
@@ -54,6 +63,25 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
       Y = A.unaryExpr([=](T v) { return v > T(0) ? scale * v : scale * alpha * std::expm1(v); });
       return;
     }
+    case Activation::SiLU: Y = A.unaryExpr([](T v) { return v * sigmoid(v); }); return;
+    case Activation::GELU:
+      if (param == T(0)) {
+        Y = A.unaryExpr([](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440084436210485))); });
+      } else {
+        const T k = T(0.79788456080286535587989211986876);  // sqrt(2 / pi)
+        Y = A.unaryExpr([k](T v) { return T(0.5) * v * (T(1) + std::tanh(k * (v + T(0.044715) * v * v * v))); });
+      }
+      return;
+    case Activation::Hardswish:
+      Y = A.unaryExpr([](T v) { return v * std::min(std::max(v + T(3), T(0)), T(6)) / T(6); });
+      return;
+    case Activation::Hardsigmoid:
+      Y = A.unaryExpr([](T v) { return std::min(std::max(v + T(3), T(0)), T(6)) / T(6); });
+      return;
+    case Activation::ReLU6: Y = A.unaryExpr([](T v) { return std::min(std::max(v, T(0)), T(6)); }); return;
+    case Activation::Mish:  // x tanh(softplus(x)); softplus(x) = x above 20, as torch
+      Y = A.unaryExpr([](T v) { return v * std::tanh(v > T(20) ? v : std::log1p(std::exp(v))); });
+      return;
     case Activation::Softmax:
     case Activation::LogSoftmax: {
       for (Index r = 0; r < A.rows(); ++r) {

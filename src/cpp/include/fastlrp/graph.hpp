@@ -21,7 +21,7 @@ namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
 namespace kernels {
 
-enum class NodeKind : int { Layer = 0, Add = 1, Concat = 2 };
+enum class NodeKind : int { Layer = 0, Add = 1, Concat = 2, Mul = 3 };
 
 template <class T>
 struct Node {
@@ -29,7 +29,8 @@ struct Node {
   Layer<T> layer;                // NodeKind::Layer
   std::vector<int> inputs;       // node ids; -1 is the graph's input
   Index out = 0;                 // output width per sample
-  Index pixels = 1;              // Concat: pixels per sample (1 for flat features)
+  Index pixels = 1;              // Concat: pixels per sample (1 for flat features); Mul: pixels a
+                                 // per-channel gate is broadcast over (1: gate as large as the signal)
   std::vector<Index> channels;   // Concat: channels of every input, in order
   RuleParams rule;               // Add: its Epsilon stabiliser
 };
@@ -123,6 +124,21 @@ class Graph {
     nodes.push_back(std::move(n));
   }
 
+  // A gate y = signal * gate (docs/rules.md, "Graphs"): inputs {signal, gate}.
+  void add_mul(int signal, int gate, Index pixels) {
+    check_inputs({signal, gate});
+    if (pixels <= 0 || width_of(gate) * pixels != width_of(signal))
+      throw std::invalid_argument("Mul: the gate (" + std::to_string(width_of(gate)) + " values) broadcast over " +
+                                  std::to_string(pixels) + " pixels does not match the signal (" +
+                                  std::to_string(width_of(signal)) + " values)");
+    Node<T> n;
+    n.kind = NodeKind::Mul;
+    n.inputs = {signal, gate};
+    n.pixels = pixels;
+    n.out = width_of(signal);
+    nodes.push_back(std::move(n));
+  }
+
   Index out_width() const { return nodes.empty() ? 0 : nodes.back().out; }
 
   bool skips_last() const {
@@ -140,7 +156,8 @@ class Graph {
   // one chunk, every layer spreading its work over the threads.
   bool team_mode() const {
     for (const auto& n : nodes)
-      if ((n.kind == NodeKind::Layer && n.layer.is_spatial()) || (n.kind == NodeKind::Concat && n.pixels > 1)) return true;
+      if ((n.kind == NodeKind::Layer && n.layer.is_spatial()) || (n.kind != NodeKind::Layer && n.kind != NodeKind::Add && n.pixels > 1))
+        return true;
     return false;
   }
 
@@ -271,6 +288,20 @@ class Graph {
         case NodeKind::Concat:
           concat_forward(node, a, y);
           break;
+        case NodeKind::Mul: {
+          const Index C = node.out / node.pixels;
+          const ConstMatrixMap<T> X = a.map(node.inputs[0]), G = a.map(node.inputs[1]);
+          for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
+            const T* x = X.row(r).data();
+            const T* gate = G.row(r).data();
+            T* dst = y.row(r).data();
+            if (node.pixels == 1)
+              for (Index c = c0; c < c0 + len; ++c) dst[c] = x[c] * gate[c];
+            else
+              for (Index c = c0; c < c0 + len; ++c) dst[c] = x[c] * gate[c % C];
+          });
+          break;
+        }
       }
       a.ptr[k] = Y.data();
       if (free_early)
@@ -351,6 +382,9 @@ class Graph {
         thread_pool<T>().give(std::move(R));
         return;
       }
+      case NodeKind::Mul:  // the signal takes all relevance, the gate (inputs[1]) none
+        accumulate(rel, node.inputs[0], std::move(R), threads);
+        return;
       case NodeKind::Concat: {
         const Index total = node.out / node.pixels;
         Index c0 = 0;

@@ -20,6 +20,7 @@
 #include "fastlrp/conv.hpp"
 #include "fastlrp/dense.hpp"
 #include "fastlrp/elementwise.hpp"
+#include "fastlrp/grouped.hpp"
 #include "fastlrp/pool.hpp"
 #include "fastlrp/workspace.hpp"
 
@@ -27,7 +28,7 @@ namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
 namespace kernels {
 
-enum class LayerKind : int { Dense = 0, Activation = 1, Affine = 2, Conv = 3, Pool = 4, Flatten = 5 };
+enum class LayerKind : int { Dense = 0, Activation = 1, Affine = 2, Conv = 3, Pool = 4, Flatten = 5, GroupedConv = 6 };
 
 template <class T>
 struct Layer {
@@ -36,6 +37,7 @@ struct Layer {
   Dense<T> dense;
   Affine<T> affine;
   Conv2d<T> conv;
+  GroupedConv<T> grouped;
   Pool2d<T> pool;
   Activation act = Activation::Identity;
   T act_param = T(0);
@@ -43,7 +45,9 @@ struct Layer {
 
   // Identity-like layers share their input's buffer instead of copying it.
   bool is_identity() const { return kind == LayerKind::Activation && act == Activation::Identity; }
-  bool is_spatial() const { return kind == LayerKind::Conv || kind == LayerKind::Pool || kind == LayerKind::Flatten; }
+  bool is_spatial() const {
+    return kind == LayerKind::Conv || kind == LayerKind::GroupedConv || kind == LayerKind::Pool || kind == LayerKind::Flatten;
+  }
 
   // Defined in src/cpp/layer.cpp and compiled there once per kernel module, for float and
   // double: every kernel's code is in that one translation unit, not in each binding's.
@@ -100,6 +104,11 @@ Layer<T> make_dense(const T* W, Index out, Index in, std::shared_ptr<const void>
 template <class T>
 Layer<T> make_conv(const Geometry& g, const T* W, Index out, Index K, std::shared_ptr<const void> keep, RowVector<T> b,
                    RuleParams rule, const std::vector<T>& low, const std::vector<T>& high);
+
+// groups > 1 (weight (out, kh*kw*C/groups)): grouped.hpp's direct kernels
+template <class T>
+Layer<T> make_grouped_conv(const Geometry& g, Index groups, const T* W, Index out, Index K, RowVector<T> b,
+                           RuleParams rule, const std::vector<T>& low, const std::vector<T>& high);
 
 template <class T>
 Layer<T> make_activation(Activation act, T param, Index width) {

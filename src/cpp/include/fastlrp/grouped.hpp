@@ -1,0 +1,316 @@
+// Grouped and depthwise convolutions (groups > 1): direct loops over NHWC data, vectorised along
+// the channels, for the forward pass and every LRP rule (docs/rules.md, "Graphs": each group is
+// its own convolution, Flat and WSquare denominators per group).
+//
+// Every rule is written with two primitives on weights stored tap by tap ([t][ci][o], t = ky*kw +
+// kx, ci the input channel within the group, o the output channel):
+//   taps_forward:  Z[p, o]  (+)= sum over in-bounds taps t, then ci, of X[p + t, g(o)*Cg + ci] w[t][ci][o]
+//   taps_backward: G[q, c]  (+)= sum over taps t that reach q, then over the group's outputs o, of
+//                                S[q - t, o] w[t][c % Cg][o]
+// Each output is one chain in a fixed order (taps, then channels), whatever its position, the
+// thread or the batch: ties stay ties and results do not depend on the thread count. Taps in the
+// padding are skipped (they would add zeros). Separate multiplies and adds (-ffp-contract=off)
+// make a vectorised body and a scalar tail round alike.
+#pragma once
+
+#include "fastlrp/isa.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "fastlrp/common.hpp"
+#include "fastlrp/rules.hpp"
+#include "fastlrp/spatial.hpp"
+#include "fastlrp/workspace.hpp"
+
+namespace fastlrp {
+inline namespace FASTLRP_ISA_NS {
+namespace kernels {
+
+template <class T>
+struct GroupedConv {
+  Geometry g;            // g.C: all input channels
+  Index groups = 1, O = 0, Cg = 0, Og = 0;
+  RowVector<T> b;        // (O)
+  RuleParams rule;
+  // tap-major weights [t][ci][o]: W, and what the rule needs
+  std::vector<T> w, wu, wv, wp, wn, wsq, ones;
+  RowVector<T> bu, bv;
+  RowVector<T> low, high;  // ZBox bounds over the input image (NHWC)
+  std::vector<T> den;      // per output (Ho*Wo*O): Flat's and WSquare's denominators, ZBox's l W+ + h W-
+
+  Index in_size() const { return g.in_size(); }
+  Index out_size() const { return g.pixels_out() * O; }
+  Index taps() const { return g.kh * g.kw; }
+
+  bool needs_second_term() const {
+    return rule.kind == RuleKind::Gamma || (rule.kind == RuleKind::AlphaBeta && rule.beta != 0.0);
+  }
+
+  // W: (O, kh*kw*Cg) row-major, each row in (ky, kx, ci) order.
+  void set_weight(const T* W) {
+    const Index K = taps() * Cg;
+    w.assign(static_cast<std::size_t>(K * O), T(0));
+    for (Index o = 0; o < O; ++o)
+      for (Index k = 0; k < K; ++k) w[static_cast<std::size_t>(k * O + o)] = W[o * K + k];  // k = t*Cg + ci
+  }
+
+  void prepare(const std::vector<T>& low_in, const std::vector<T>& high_in) {
+    auto map = [&](auto f) {
+      std::vector<T> v(w.size());
+      std::transform(w.begin(), w.end(), v.begin(), f);
+      return v;
+    };
+    const auto pos = [](T v) { return std::max(v, T(0)); };
+    const auto neg = [](T v) { return std::min(v, T(0)); };
+    switch (rule.kind) {
+      case RuleKind::ZPlus:
+      case RuleKind::AlphaBeta:
+        wu = map(pos);
+        wv = map(neg);
+        bu = b.cwiseMax(T(0));
+        bv = b.cwiseMin(T(0));
+        break;
+      case RuleKind::Gamma: {
+        const T gm = T(rule.gamma);
+        wu = map([&](T v) { return v + gm * pos(v); });
+        wv = map([&](T v) { return v + gm * neg(v); });
+        bu = b + gm * b.cwiseMax(T(0));
+        bv = b + gm * b.cwiseMin(T(0));
+        break;
+      }
+      case RuleKind::ZBox: {
+        wp = map(pos);
+        wn = map(neg);
+        low = Eigen::Map<const RowVector<T>>(low_in.data(), in_size());
+        high = Eigen::Map<const RowVector<T>>(high_in.data(), in_size());
+        den.assign(static_cast<std::size_t>(out_size()), T(0));
+        taps_forward(low.data(), 1, wp.data(), den.data(), 1, false);
+        taps_forward(high.data(), 1, wn.data(), den.data(), 1, true);
+        break;
+      }
+      case RuleKind::WSquare: {
+        wsq = map([](T v) { return v * v; });
+        const std::vector<T> img(static_cast<std::size_t>(in_size()), T(1));
+        den.assign(static_cast<std::size_t>(out_size()), T(0));
+        taps_forward(img.data(), 1, wsq.data(), den.data(), 1, false);
+        break;
+      }
+      case RuleKind::Flat: {
+        ones.assign(w.size(), T(1));
+        const std::vector<T> img(static_cast<std::size_t>(in_size()), T(1));
+        den.assign(static_cast<std::size_t>(out_size()), T(0));
+        taps_forward(img.data(), 1, ones.data(), den.data(), 1, false);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
+    taps_forward(A.data(), A.rows(), w.data(), Z.data(), threads, false);
+    add_bias(Z, b, threads);
+  }
+
+  void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
+                Workspace& ws, int threads) const {
+    const Index n = A.rows(), P = out_size(), I = in_size();
+    const T eps_s = T(rule.stabilizer);
+    const auto mark = ws.mark();
+    T* S = ws.take<T>(static_cast<std::size_t>(n * P));
+    switch (rule.kind) {
+      case RuleKind::Epsilon: {
+        const T eps = T(rule.epsilon);
+        elementwise(n, P, threads, [&](Index i, Index) { S[i] = safe_ratio(R.data()[i], Z.data()[i], eps); });
+        taps_backward(S, n, w.data(), Rin.data(), threads, false);
+        elementwise(n, I, threads, [&](Index i, Index) { Rin.data()[i] *= A.data()[i]; });
+        break;
+      }
+      case RuleKind::ZBox: {
+        taps_forward(A.data(), n, w.data(), S, threads, false);
+        elementwise(n, P, threads, [&](Index i, Index j) { S[i] = safe_ratio(R.data()[i], S[i] - den[j], eps_s); });
+        T* G = ws.take<T>(static_cast<std::size_t>(n * I));
+        taps_backward(S, n, w.data(), Rin.data(), threads, false);
+        elementwise(n, I, threads, [&](Index i, Index) { Rin.data()[i] *= A.data()[i]; });
+        taps_backward(S, n, wp.data(), G, threads, false);
+        elementwise(n, I, threads, [&](Index i, Index j) { Rin.data()[i] -= low[j] * G[i]; });
+        taps_backward(S, n, wn.data(), G, threads, false);
+        elementwise(n, I, threads, [&](Index i, Index j) { Rin.data()[i] -= high[j] * G[i]; });
+        break;
+      }
+      case RuleKind::WSquare:
+      case RuleKind::Flat:
+        elementwise(n, P, threads, [&](Index i, Index j) { S[i] = safe_ratio(R.data()[i], den[j], eps_s); });
+        taps_backward(S, n, rule.kind == RuleKind::Flat ? ones.data() : wsq.data(), Rin.data(), threads, false);
+        break;
+      case RuleKind::ZPlus:
+      case RuleKind::AlphaBeta:
+      case RuleKind::Gamma:
+        two_weight_backward(A, Z, R, Rin, S, ws, threads);
+        break;
+      case RuleKind::Pass:
+        throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
+    }
+    ws.release(mark);
+  }
+
+  // Z (n, Ho*Wo*O) (+)= the tapped product of X (n, H*W*C) with wt.
+  void taps_forward(const T* X, Index n, const T* wt, T* Z, int threads, bool accumulate) const {
+    const Geometry& q = g;
+    const Index C = q.C, rowlen = q.Wo * O;
+    const Index rows = n * q.Ho;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
+    for (Index r = 0; r < rows; ++r) {
+      const Index s = r / q.Ho, oy = r % q.Ho;
+      T* zrow = Z + r * rowlen;
+      if (!accumulate) std::fill(zrow, zrow + rowlen, T(0));
+      for (Index ky = 0; ky < q.kh; ++ky) {
+        const Index iy = oy * q.sh - q.ph + ky * q.dh;
+        if (iy < 0 || iy >= q.H) continue;
+        const T* xrow = X + s * q.in_size() + iy * q.W * C;
+        for (Index kx = 0; kx < q.kw; ++kx) {
+          const T* wtap = wt + (ky * q.kw + kx) * Cg * O;
+          for (Index ox = 0; ox < q.Wo; ++ox) {
+            const Index ix = ox * q.sw - q.pw + kx * q.dw;
+            if (ix < 0 || ix >= q.W) continue;
+            pixel_forward(xrow + ix * C, wtap, zrow + ox * O);
+          }
+        }
+      }
+    }
+  }
+
+  // G (n, H*W*C) (+)= the tapped transposed product of S (n, Ho*Wo*O) with wt: a gather over
+  // input pixels, taps in order.
+  void taps_backward(const T* S, Index n, const T* wt, T* G, int threads, bool accumulate) const {
+    const Geometry& q = g;
+    const Index C = q.C, rowlen = q.W * C;
+    const Index rows = n * q.H;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
+    for (Index r = 0; r < rows; ++r) {
+      const Index s = r / q.H, iy = r % q.H;
+      T* grow = G + r * rowlen;
+      if (!accumulate) std::fill(grow, grow + rowlen, T(0));
+      for (Index ky = 0; ky < q.kh; ++ky) {
+        const Index ny = iy + q.ph - ky * q.dh;
+        if (ny < 0 || ny % q.sh != 0 || ny / q.sh >= q.Ho) continue;
+        const T* srow = S + (s * q.Ho + ny / q.sh) * q.Wo * O;
+        for (Index kx = 0; kx < q.kw; ++kx) {
+          const T* wtap = wt + (ky * q.kw + kx) * Cg * O;
+          for (Index ix = 0; ix < q.W; ++ix) {
+            const Index nx = ix + q.pw - kx * q.dw;
+            if (nx < 0 || nx % q.sw != 0 || nx / q.sw >= q.Wo) continue;
+            pixel_backward(srow + (nx / q.sw) * O, wtap, grow + ix * C);
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  // z[o] += x[g(o)*Cg + ci] * w[ci][o], ci in order
+  void pixel_forward(const T* __restrict x, const T* __restrict wt, T* __restrict z) const {
+    if (Cg == 1 && Og == 1) {  // depthwise
+      for (Index c = 0; c < O; ++c) z[c] += x[c] * wt[c];
+      return;
+    }
+    for (Index gi = 0; gi < groups; ++gi)
+      for (Index ci = 0; ci < Cg; ++ci) {
+        const T xv = x[gi * Cg + ci];
+        const T* wr = wt + ci * O + gi * Og;
+        T* zr = z + gi * Og;
+        for (Index oo = 0; oo < Og; ++oo) zr[oo] += xv * wr[oo];
+      }
+  }
+
+  // gr[c] += sum over the group's outputs o, in order, of s[o] * w[c % Cg][o]
+  void pixel_backward(const T* __restrict s, const T* __restrict wt, T* __restrict gr) const {
+    if (Cg == 1 && Og == 1) {
+      for (Index c = 0; c < O; ++c) gr[c] += s[c] * wt[c];
+      return;
+    }
+    for (Index gi = 0; gi < groups; ++gi)
+      for (Index ci = 0; ci < Cg; ++ci) {
+        const T* wr = wt + ci * O + gi * Og;
+        const T* sr = s + gi * Og;
+        T acc = gr[gi * Cg + ci];
+        for (Index oo = 0; oo < Og; ++oo) acc += sr[oo] * wr[oo];
+        gr[gi * Cg + ci] = acc;
+      }
+  }
+
+  // f(flat index, index within the sample) over an (n, width) array, shared by the threads
+  template <class F>
+  static void elementwise(Index n, Index width, int threads, F&& f) {
+    for_segments(n, width, threads, [&](Index r, Index c0, Index len) {
+      for (Index j = c0; j < c0 + len; ++j) f(r * width + j, j);
+    });
+  }
+
+  void add_bias(MatrixMap<T>& Z, const RowVector<T>& bias, int threads) const {
+    elementwise(Z.rows(), Z.cols(), threads, [&](Index i, Index j) { Z.data()[i] += bias[j % O]; });
+  }
+
+  void two_weight_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
+                           MatrixMap<T>& Rin, T* S1, Workspace& ws, int threads) const {
+    const Index n = A.rows(), P = out_size(), I = in_size();
+    const bool second = needs_second_term();
+    const bool signed_input = n > 0 && A.minCoeff() < T(0);
+    T* S2 = ws.take<T>(static_cast<std::size_t>(n * P));
+    T *Ap = nullptr, *An = nullptr;
+    if (!signed_input) {
+      taps_forward(A.data(), n, wu.data(), S1, threads, false);
+      if (second) taps_forward(A.data(), n, wv.data(), S2, threads, false);
+    } else {
+      // z1 = a+ U + a- V, z2 = a+ V + a- U (docs/rules.md: (a w)^+ and (a w)^- for AlphaBeta)
+      Ap = ws.take<T>(static_cast<std::size_t>(n * I));
+      An = ws.take<T>(static_cast<std::size_t>(n * I));
+      elementwise(n, I, threads, [&](Index i, Index) {
+        Ap[i] = std::max(A.data()[i], T(0));
+        An[i] = std::min(A.data()[i], T(0));
+      });
+      taps_forward(Ap, n, wu.data(), S1, threads, false);
+      taps_forward(An, n, wv.data(), S1, threads, true);
+      if (second) {
+        taps_forward(Ap, n, wv.data(), S2, threads, false);
+        taps_forward(An, n, wu.data(), S2, threads, true);
+      }
+    }
+    const T eps_s = T(rule.stabilizer), alpha = T(rule.alpha), beta = T(rule.beta);
+    const RuleKind kind = rule.kind;
+    elementwise(n, P, threads, [&](Index i, Index j) {
+      const Index o = j % O;
+      const T r = R.data()[i];
+      if (kind == RuleKind::Gamma) {  // the sign of the original z picks the variant
+        const T z = Z.data()[i];
+        const T s1 = z > T(0) ? safe_ratio(r, S1[i] + bu[o], eps_s) : T(0);
+        const T s2 = z < T(0) ? safe_ratio(r, S2[i] + bv[o], eps_s) : T(0);
+        S1[i] = s1;
+        S2[i] = s2;
+      } else {
+        T s1 = safe_ratio(r, S1[i] + bu[o], eps_s);
+        if (kind == RuleKind::AlphaBeta) s1 *= alpha;
+        S2[i] = second ? safe_ratio(r, S2[i] + bv[o], eps_s) * -beta : T(0);
+        S1[i] = s1;
+      }
+    });
+    if (!signed_input) {
+      taps_backward(S1, n, wu.data(), Rin.data(), threads, false);
+      if (second) taps_backward(S2, n, wv.data(), Rin.data(), threads, true);
+      elementwise(n, I, threads, [&](Index i, Index) { Rin.data()[i] *= A.data()[i]; });
+      return;
+    }
+    // g+ = s1 U + s2 V, g- = s1 V + s2 U; R_in = a+ g+ + a- g-
+    T* Gn = ws.take<T>(static_cast<std::size_t>(n * I));
+    taps_backward(S1, n, wu.data(), Rin.data(), threads, false);
+    taps_backward(S2, n, wv.data(), Rin.data(), threads, true);
+    taps_backward(S1, n, wv.data(), Gn, threads, false);
+    taps_backward(S2, n, wu.data(), Gn, threads, true);
+    elementwise(n, I, threads, [&](Index i, Index) { Rin.data()[i] = Ap[i] * Rin.data()[i] + An[i] * Gn[i]; });
+  }
+};
+
+}  // namespace kernels
+}  // namespace FASTLRP_ISA_NS
+}  // namespace fastlrp

@@ -1,0 +1,296 @@
+"""Efficient-network layers: grouped and depthwise convolutions, the Mul gate and the activations
+after ReLU, against the numpy reference (and torch's forward where it installs)."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastlrp as fl
+from fastlrp import composites, reference, rules
+
+from conftest import DTYPES, assert_close
+
+RULES = {
+    "eps0": rules.Epsilon(0), "eps": rules.Epsilon(), "eps0.3": rules.Epsilon(0.3), "zplus": rules.ZPlus(),
+    "ab21": rules.AlphaBeta(2, 1), "gamma": rules.Gamma(0.25), "gamma1": rules.Gamma(1.0),
+    "zbox": rules.ZBox(-2.0, 3.0), "wsquare": rules.WSquare(), "flat": rules.Flat(),
+}
+
+
+@st.composite
+def grouped_case(draw):
+    groups = draw(st.integers(2, 4))
+    cg = draw(st.sampled_from([1, 1, 2, 3]))  # 1: depthwise (with a channel multiplier when og > 1)
+    og = draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 7))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 7))
+    return dict(groups=groups, cg=cg, og=og, k=(kh, kw), s=(sh, sw), p=(ph, pw), d=(dh, dw), h=h, w=w,
+                n=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**31)), signed=draw(st.booleans()))
+
+
+def make_grouped(case, dtype):
+    rng = np.random.default_rng(case["seed"])
+    g = case["groups"]
+    weight = rng.normal(size=(g * case["og"], case["cg"]) + case["k"]).astype(dtype)
+    bias = rng.normal(size=g * case["og"]).astype(dtype)
+    layer = fl.Conv2d(weight, bias, stride=case["s"], padding=case["p"], dilation=case["d"], groups=g)
+    x = rng.normal(size=(case["n"], g * case["cg"], case["h"], case["w"])).astype(dtype)
+    if not case["signed"]:
+        x = np.maximum(x, 0)
+    return layer, x, rng
+
+
+def test_grouped_conv_forward_is_one_conv_per_group():
+    """A grouped conv equals its groups' ordinary convs side by side (the C++ core both ways)."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 2, 3, 3))
+    b = rng.normal(size=6)
+    x = rng.normal(size=(2, 6, 7, 7))
+    grouped = fl.Sequential([fl.Conv2d(w, b, padding=1, groups=3)]).forward(x)
+    parts = [fl.Sequential([fl.Conv2d(w[2 * g:2 * g + 2], b[2 * g:2 * g + 2], padding=1)]).forward(x[:, 2 * g:2 * g + 2])
+             for g in range(3)]
+    np.testing.assert_allclose(grouped, np.concatenate(parts, axis=1), rtol=1e-13, atol=1e-13)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=grouped_case())
+def test_grouped_conv_forward_matches_reference(case):
+    layer, x, _ = make_grouped(case, np.float64)
+    np.testing.assert_allclose(fl.Sequential([layer]).forward(x), reference.forward([layer], x), rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(RULES))
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                               HealthCheck.function_scoped_fixture])
+@given(case=grouped_case())
+def test_grouped_conv_rule_matches_reference(name, dtype, case):
+    layer, x, rng = make_grouped(case, dtype)
+    model = fl.Sequential([layer])
+    out_shape = model.shapes(x.shape[1:])[-1]
+    start = rng.normal(size=(x.shape[0],) + out_shape).astype(dtype)
+    z = reference.forward([layer], x.astype(np.float64))
+    mag = reference.conv2d(np.abs(x), np.abs(layer.weight), np.abs(layer.bias), layer.stride, layer.padding,
+                           layer.dilation, layer.groups)
+    start = np.where(np.abs(z) < (0.02 if dtype == np.float32 else 1e-4) * mag, 0, start).astype(dtype)
+    rule = RULES[name]
+    e = fl.LRP(model, rule)(x, target=start)
+    expected, _, _ = reference.lrp([layer], [rule], x, target=start)
+    assert e.relevance.shape == x.shape and e.relevance.dtype == dtype
+    assert_close(e.relevance, expected, dtype)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("name", list(RULES))
+def test_tap_reference_equals_matrix_reference(name, groups):
+    """The reference's two conv formulas (tap by tap, and the matrix read off the forward pass)
+    agree: the tap one is what whole networks are checked against."""
+    rng = np.random.default_rng(5)
+    layer = fl.Conv2d(rng.normal(size=(6, 6 // groups, 3, 2)), rng.normal(size=6), stride=(2, 1), padding=1,
+                      dilation=(1, 2), groups=groups)
+    x = rng.normal(size=(2, 6, 6, 7))
+    r = rng.normal(size=(2,) + fl.Sequential([layer]).shapes((6, 6, 7))[-1])
+    taps = reference.conv_relevance(layer, x, r, RULES[name])
+    m = reference.linear_map(lambda v: reference.conv2d(v, layer.weight, np.zeros(6), layer.stride, layer.padding,
+                                                        layer.dilation, groups), (6, 6, 7))
+    connected = reference.linear_map(lambda v: reference.conv2d(v, np.ones_like(layer.weight), np.zeros(6),
+                                                                layer.stride, layer.padding, layer.dilation, groups),
+                                     (6, 6, 7)) != 0
+    bias = np.repeat(layer.bias, r[0, 0].size)
+    dense = reference.dense_relevance(x.reshape(2, -1), m, bias, r.reshape(2, -1), RULES[name], connected, (6, 6, 7))
+    np.testing.assert_allclose(taps, dense.reshape(x.shape), rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_conv_bad_groups():
+    w = np.ones((6, 2, 3, 3))
+    with pytest.raises(ValueError, match="groups"):
+        fl.Conv2d(w, groups=4)  # does not divide the 6 outputs
+    with pytest.raises(ValueError, match="groups"):
+        fl.Conv2d(w, groups=0)
+    with pytest.raises(ValueError, match="expects 6 input channels, got 4"):
+        fl.Sequential([fl.Conv2d(w, groups=3)]).forward(np.ones((1, 4, 5, 5)))
+
+
+ACTIVATIONS = [fl.SiLU(), fl.GELU(), fl.GELU("tanh"), fl.Hardswish(), fl.Hardsigmoid(), fl.ReLU6(), fl.Mish()]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=repr)
+def test_activation_forward_and_pass(act, dtype):
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(4, 50)) * 5).astype(dtype)
+    x[0, :6] = [-3, 3, 0, 6, 25, -25]  # the kinks and softplus' threshold
+    w = rng.normal(size=(3, 50)).astype(dtype)
+    model = fl.Sequential([act, fl.Dense(w)])
+    np.testing.assert_allclose(model.forward(x), reference.forward(model.layers, x),
+                               rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-5 if dtype == np.float32 else 1e-12)
+    e = fl.LRP(model, rules.Epsilon())(x)
+    expected, _, _ = reference.lrp(model.layers, [rules.Pass(), rules.Epsilon()], x, target=e.targets)
+    assert_close(e.relevance, expected, dtype)
+    with pytest.raises(ValueError, match="element-wise and takes only Pass"):
+        fl.LRP(model, fl.Composite([(type(act), rules.Epsilon())]))
+
+
+def test_gelu_bad_approximate():
+    with pytest.raises(ValueError, match="'none' or 'tanh'"):
+        fl.GELU("fast")
+
+
+def se_model(rng, c=6, gate_first=False):
+    """A squeeze-excitation block between two convolutions."""
+    x = fl.Input((3, 8, 8))
+    h = fl.ReLU()(fl.Conv2d(rng.normal(size=(c, 3, 3, 3)), rng.normal(size=c), padding=1)(x))
+    h = fl.Conv2d(rng.normal(size=(c, 1, 3, 3)), rng.normal(size=c), padding=1, groups=c)(h, name="dw")
+    s = fl.AdaptiveAvgPool2d(1)(h)
+    s = fl.ReLU()(fl.Conv2d(rng.normal(size=(2, c, 1, 1)), rng.normal(size=2))(s, name="fc1"))
+    s = fl.Hardsigmoid()(fl.Conv2d(rng.normal(size=(c, 2, 1, 1)), rng.normal(size=c))(s, name="fc2"))
+    y = fl.Mul()(s, h, name="gate") if gate_first else fl.Mul()(h, s, name="gate")
+    y = fl.Flatten()(fl.AdaptiveAvgPool2d(1)(fl.SiLU()(y)))
+    return fl.Model(x, fl.Dense(rng.normal(size=(4, c)))(y, name="fc"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("gate_first", [False, True])
+def test_gate_against_reference(gate_first, dtype):
+    rng = np.random.default_rng(2)
+    model = se_model(rng, gate_first=gate_first)
+    x = rng.normal(size=(3, 3, 8, 8)).astype(dtype)
+    rules_eps = fl.LRP(model, "epsilon").rules
+    np.testing.assert_allclose(model(x), reference.graph_lrp(model, rules_eps, x)[1],
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
+    for composite in ("epsilon_plus_flat", composites.epsilon_gamma_box(-3, 3), "epsilon_alpha2_beta1"):
+        lrp = fl.LRP(model, composite)
+        e = lrp(x, layerwise=True)
+        ref, _, per_node = reference.graph_lrp(model, lrp.rules, x)
+        assert_close(e.relevance, ref, dtype)
+        # the gate's branch receives exactly nothing
+        for name in ("fc1", "fc2"):
+            assert not e.layers[name].any()
+        assert_close(e.layers["dw"], per_node["dw"], dtype)
+        np.testing.assert_array_equal(e.layers["dw"], e.layers["gate"])
+
+
+def test_gate_shapes():
+    x = fl.Input((4, 5, 5))
+    with pytest.raises(ValueError, match="gate of the signal's shape or"):
+        fl.Model(x, fl.Mul()(x, fl.AdaptiveAvgPool2d(2)(x))).shapes((4, 5, 5))
+    with pytest.raises(ValueError, match="expected 2 input"):
+        fl.Mul()(x)
+
+
+def test_gate_model_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(4)
+    model = se_model(rng)
+    model.save(tmp_path / "se.npz")
+    back = fl.load(tmp_path / "se.npz")
+    x = rng.normal(size=(2, 3, 8, 8))
+    np.testing.assert_array_equal(back(x), model(x))
+    np.testing.assert_array_equal(fl.LRP(back, "epsilon_plus_flat")(x).relevance,
+                                  fl.LRP(model, "epsilon_plus_flat")(x).relevance)
+
+
+def test_depthwise_reproducible_across_threads_and_batches():
+    """Ties stay ties and a sample's relevance does not depend on threads or batch."""
+    rng = np.random.default_rng(6)
+    model = se_model(rng)
+    x = rng.normal(size=(7, 3, 8, 8))
+    x[:, :, 2:6, 2:6] = 0.25  # a constant region
+    lrp = fl.LRP(model, composites.epsilon_gamma_box(-3, 3))
+    results = []
+    for threads in (1, 2, 8):
+        fl.set_num_threads(threads)
+        try:
+            results.append(lrp(x).relevance)
+            results.append(lrp(x[3:4]).relevance)
+        finally:
+            fl.set_num_threads(None)
+    for r in results[2::2]:
+        np.testing.assert_array_equal(r, results[0])
+    for r in results[1::2]:
+        np.testing.assert_array_equal(r, results[0][3:4])
+
+
+@pytest.mark.parametrize("pool", [fl.SumPool2d(2), fl.AvgPool2d(3, 2, padding=1), fl.AdaptiveAvgPool2d(1),
+                                  fl.AdaptiveAvgPool2d((2, 3))], ids=repr)
+@pytest.mark.parametrize("name", ["eps", "zplus", "flat", "wsquare"])
+def test_pool_as_depthwise_conv_in_the_reference(pool, name):
+    """The reference's shortcut for large linear pools (a depthwise conv of fixed weights)
+    equals the pool's matrix read off its forward pass."""
+    rng = np.random.default_rng(8)
+    x = np.abs(rng.normal(size=(2, 3, 6, 6)))
+    out = fl.Sequential([pool]).shapes((3, 6, 6))[-1]
+    r = rng.normal(size=(2,) + out)
+    conv = reference._pool_as_conv(pool, (3, 6, 6))
+    assert conv is not None
+    m = reference.linear_map(lambda v: reference.pool2d(pool, v), (3, 6, 6))
+    dense = reference.dense_relevance(x.reshape(2, -1), m, np.zeros(m.shape[0]), r.reshape(2, -1), RULES[name],
+                                      m != 0, (3, 6, 6))
+    np.testing.assert_allclose(reference.conv_relevance(conv, x, r, RULES[name]), dense.reshape(x.shape),
+                               rtol=1e-10, atol=1e-12)
+
+
+
+
+def torchvision_or_skip():
+    pytest.importorskip("torch")
+    from fastlrp.bench._util import import_torchvision
+
+    try:
+        return import_torchvision()
+    except ImportError as exc:
+        pytest.skip(f"torchvision's model code is not importable here: {exc}")
+
+
+def random_torchvision(name, dtype="float32"):
+    import torch
+
+    from test_io_torch_graph import randomised
+
+    tv = torchvision_or_skip()
+    torch.manual_seed(0)
+    tmodel = randomised(getattr(tv.models, name)(weights=None))
+    return tmodel.double() if dtype == "float64" else tmodel
+
+
+MOBILE = ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]
+
+
+@pytest.mark.parametrize("name", MOBILE)
+def test_torchvision_mobile_forward(name):
+    import torch
+
+    tmodel = random_torchvision(name)
+    model = fl.from_torch(tmodel)
+    assert any(isinstance(n.layer, fl.Conv2d) and n.layer.groups > 1 for n in model.nodes)
+    if name != "mobilenet_v2":
+        assert any(isinstance(n.layer, fl.Mul) for n in model.nodes)  # squeeze-excitation gates
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = tmodel(x).numpy()
+    np.testing.assert_allclose(model(x.numpy()), expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("name", MOBILE)
+def test_torchvision_mobile_relevance_against_reference(name):
+    """float64, 64x64: fastlrp's relevance equals the numpy reference's, and the gates'
+    branches (the squeeze-excitation convolutions) receive exactly nothing."""
+    import torch
+
+    tmodel = random_torchvision(name, "float64")
+    model = fl.from_torch(tmodel)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).numpy()
+    for composite in ("epsilon_plus_flat", composites.epsilon_gamma_box(-3, 3)):
+        lrp = fl.LRP(model, composite)
+        e = lrp(x, layerwise=True)
+        ref, _, _ = reference.graph_lrp(model, lrp.rules, x)
+        np.testing.assert_allclose(e.relevance, ref, rtol=1e-10, atol=1e-10 * float(np.abs(ref).max()))
+        se = [n for n in model.names if ".fc1" in n or ".fc2" in n]
+        assert (name == "mobilenet_v2") == (not se)
+        for n in se:
+            assert not e.layers[n].any()
