@@ -458,6 +458,11 @@ struct Conv2d {
           S2.row(r).array() = (T(1) + gm) * zb - gm * q;
           q = zb + gm * q;
         }
+      } else if (signed_input && !second) {
+        // ZPlus, AlphaBeta with beta = 0 on signed patches: z1 = P+ U^T + P- V^T only (the same
+        // chains as the first half of the two-term products below)
+        gemm<T>(rows, o, K, p, K, lin.UVt.data(), 2 * o, St.data(), ncols);
+        gemm<T>(rows, o, K, pn, K, lin.UVt.data() + o, 2 * o, St.data(), ncols, true);
       } else if (second || signed_input) {
         // [z1 | z2] = P+ [U; V]^T + P- [V; U]^T. AlphaBeta's z2 gets its own product: as
         // z - b - z1 it would lose its digits whenever the negative part is small next to z1.

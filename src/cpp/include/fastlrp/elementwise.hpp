@@ -7,6 +7,7 @@
 #include "fastlrp/common.hpp"
 #include "fastlrp/gemm.hpp"
 #include "fastlrp/rules.hpp"
+#include "fastlrp/vmath.hpp"
 
 namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
@@ -35,14 +36,6 @@ inline bool is_output_nonlinearity(Activation a) {
   return a == Activation::Softmax || a == Activation::LogSoftmax || a == Activation::Sigmoid;
 }
 
-// written so that exp never overflows
-template <class T>
-inline T sigmoid(T v) {
-  if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
-  const T e = std::exp(v);
-  return e / (T(1) + e);
-}
-
 template <class T>
 void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, MatrixMap<T> Y) {
   switch (kind) {
@@ -55,7 +48,8 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
       Y = A.unaryExpr([](T v) { return std::tanh(v); });
       return;
     case Activation::Sigmoid:
-      Y = A.unaryExpr([](T v) { return sigmoid(v); });
+      // vmath: vectorised, and the same bits in every lane (A and Y are contiguous)
+      for (Index i = 0; i < A.size(); ++i) Y.data()[i] = vmath::sigmoid(A.data()[i]);
       return;
     case Activation::ELU: Y = A.unaryExpr([param](T v) { return v > T(0) ? v : param * std::expm1(v); }); return;
     case Activation::SELU: {
@@ -63,7 +57,12 @@ void activation_forward(Activation kind, T param, const ConstMatrixMap<T>& A, Ma
       Y = A.unaryExpr([=](T v) { return v > T(0) ? scale * v : scale * alpha * std::expm1(v); });
       return;
     }
-    case Activation::SiLU: Y = A.unaryExpr([](T v) { return v * sigmoid(v); }); return;
+    case Activation::SiLU:
+      for (Index i = 0; i < A.size(); ++i) {
+        const T v = A.data()[i];
+        Y.data()[i] = v * vmath::sigmoid(v);
+      }
+      return;
     case Activation::GELU:
       if (param == T(0)) {
         Y = A.unaryExpr([](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440084436210485))); });

@@ -291,15 +291,16 @@ class Graph {
         case NodeKind::Mul: {
           const Index C = node.out / node.pixels;
           const ConstMatrixMap<T> X = a.map(node.inputs[0]), G = a.map(node.inputs[1]);
-          for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
-            const T* x = X.row(r).data();
-            const T* gate = G.row(r).data();
-            T* dst = y.row(r).data();
-            if (node.pixels == 1)
-              for (Index c = c0; c < c0 + len; ++c) dst[c] = x[c] * gate[c];
-            else
-              for (Index c = c0; c < c0 + len; ++c) dst[c] = x[c] * gate[c % C];
-          });
+          // one run of C values per pixel (or the whole row for a full-size gate)
+          const Index runs = n * node.pixels, len = node.pixels == 1 ? node.out : C;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && runs > 1)
+          for (Index q = 0; q < runs; ++q) {
+            const Index r = q / node.pixels, p = q % node.pixels;
+            const T* x = X.row(r).data() + p * len;
+            const T* gate = G.row(r).data();  // a per-channel gate: the same C values for every pixel
+            T* dst = y.row(r).data() + p * len;
+            for (Index c = 0; c < len; ++c) dst[c] = x[c] * gate[c];
+          }
           break;
         }
       }

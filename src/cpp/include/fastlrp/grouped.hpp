@@ -155,8 +155,10 @@ struct GroupedConv {
     ws.release(mark);
   }
 
-  // Z (n, Ho*Wo*O) (+)= the tapped product of X (n, H*W*C) with wt.
-  void taps_forward(const T* X, Index n, const T* wt, T* Z, int threads, bool accumulate) const {
+  // Z (n, Ho*Wo*O) (+)= the tapped product of X (n, H*W*C) with wt; with wneg, of X^+ with wt
+  // plus X^- with wneg (two-weight rules on signed inputs), in one pass over X.
+  void taps_forward(const T* X, Index n, const T* wt, T* Z, int threads, bool accumulate,
+                    const T* wneg = nullptr) const {
     const Geometry& q = g;
     const Index C = q.C, rowlen = q.Wo * O;
     const Index rows = n * q.Ho;
@@ -171,10 +173,14 @@ struct GroupedConv {
         const T* xrow = X + s * q.in_size() + iy * q.W * C;
         for (Index kx = 0; kx < q.kw; ++kx) {
           const T* wtap = wt + (ky * q.kw + kx) * Cg * O;
+          const T* ntap = wneg ? wneg + (ky * q.kw + kx) * Cg * O : nullptr;
           for (Index ox = 0; ox < q.Wo; ++ox) {
             const Index ix = ox * q.sw - q.pw + kx * q.dw;
             if (ix < 0 || ix >= q.W) continue;
-            pixel_forward(xrow + ix * C, wtap, zrow + ox * O);
+            if (ntap)
+              pixel_forward<true>(xrow + ix * C, wtap, ntap, zrow + ox * O);
+            else
+              pixel_forward<false>(xrow + ix * C, wtap, nullptr, zrow + ox * O);
           }
         }
       }
@@ -182,8 +188,10 @@ struct GroupedConv {
   }
 
   // G (n, H*W*C) (+)= the tapped transposed product of S (n, Ho*Wo*O) with wt: a gather over
-  // input pixels, taps in order.
-  void taps_backward(const T* S, Index n, const T* wt, T* G, int threads, bool accumulate) const {
+  // input pixels, taps in order. With S2 and w2 it adds S2's product with w2; with G2 it also
+  // gathers G2 (+)= S w2 (+ S2 wt): the two-weight rules' g+ and g- in one pass.
+  void taps_backward(const T* S, Index n, const T* wt, T* G, int threads, bool accumulate, const T* S2 = nullptr,
+                     const T* w2 = nullptr, T* G2 = nullptr) const {
     const Geometry& q = g;
     const Index C = q.C, rowlen = q.W * C;
     const Index rows = n * q.H;
@@ -191,17 +199,29 @@ struct GroupedConv {
     for (Index r = 0; r < rows; ++r) {
       const Index s = r / q.H, iy = r % q.H;
       T* grow = G + r * rowlen;
-      if (!accumulate) std::fill(grow, grow + rowlen, T(0));
+      T* grow2 = G2 ? G2 + r * rowlen : nullptr;
+      if (!accumulate) {
+        std::fill(grow, grow + rowlen, T(0));
+        if (grow2) std::fill(grow2, grow2 + rowlen, T(0));
+      }
       for (Index ky = 0; ky < q.kh; ++ky) {
         const Index ny = iy + q.ph - ky * q.dh;
         if (ny < 0 || ny % q.sh != 0 || ny / q.sh >= q.Ho) continue;
-        const T* srow = S + (s * q.Ho + ny / q.sh) * q.Wo * O;
+        const Index srow = (s * q.Ho + ny / q.sh) * q.Wo * O;
         for (Index kx = 0; kx < q.kw; ++kx) {
-          const T* wtap = wt + (ky * q.kw + kx) * Cg * O;
+          const Index t = (ky * q.kw + kx) * Cg * O;
           for (Index ix = 0; ix < q.W; ++ix) {
             const Index nx = ix + q.pw - kx * q.dw;
             if (nx < 0 || nx % q.sw != 0 || nx / q.sw >= q.Wo) continue;
-            pixel_backward(srow + (nx / q.sw) * O, wtap, grow + ix * C);
+            const Index sp = srow + (nx / q.sw) * O;
+            if (S2 && G2)
+              pixel_backward<true, true>(S + sp, S2 + sp, wt + t, w2 + t, grow + ix * C, grow2 + ix * C);
+            else if (S2)
+              pixel_backward<true, false>(S + sp, S2 + sp, wt + t, w2 + t, grow + ix * C, nullptr);
+            else if (G2)
+              pixel_backward<false, true>(S + sp, nullptr, wt + t, w2 + t, grow + ix * C, grow2 + ix * C);
+            else
+              pixel_backward<false, false>(S + sp, nullptr, wt + t, nullptr, grow + ix * C, nullptr);
           }
         }
       }
@@ -209,34 +229,65 @@ struct GroupedConv {
   }
 
  private:
-  // z[o] += x[g(o)*Cg + ci] * w[ci][o], ci in order
-  void pixel_forward(const T* __restrict x, const T* __restrict wt, T* __restrict z) const {
+  // z[o] += x[g(o)*Cg + ci] * w[ci][o], ci in order; Signed: x^+ w[ci][o] + x^- wn[ci][o]
+  template <bool Signed>
+  void pixel_forward(const T* __restrict x, const T* __restrict wt, const T* __restrict wn, T* __restrict z) const {
     if (Cg == 1 && Og == 1) {  // depthwise
-      for (Index c = 0; c < O; ++c) z[c] += x[c] * wt[c];
+      for (Index c = 0; c < O; ++c) {
+        if (Signed)
+          z[c] = z[c] + std::max(x[c], T(0)) * wt[c] + std::min(x[c], T(0)) * wn[c];
+        else
+          z[c] += x[c] * wt[c];
+      }
       return;
     }
     for (Index gi = 0; gi < groups; ++gi)
       for (Index ci = 0; ci < Cg; ++ci) {
-        const T xv = x[gi * Cg + ci];
+        const T xv = x[gi * Cg + ci], xp = std::max(xv, T(0)), xn = std::min(xv, T(0));
         const T* wr = wt + ci * O + gi * Og;
+        const T* nr = Signed ? wn + ci * O + gi * Og : nullptr;
         T* zr = z + gi * Og;
-        for (Index oo = 0; oo < Og; ++oo) zr[oo] += xv * wr[oo];
+        for (Index oo = 0; oo < Og; ++oo) {
+          if (Signed)
+            zr[oo] = zr[oo] + xp * wr[oo] + xn * nr[oo];
+          else
+            zr[oo] += xv * wr[oo];
+        }
       }
   }
 
-  // gr[c] += sum over the group's outputs o, in order, of s[o] * w[c % Cg][o]
-  void pixel_backward(const T* __restrict s, const T* __restrict wt, T* __restrict gr) const {
+  // g[c] += sum over the group's outputs o, in order, of s[o] w[c % Cg][o] (+ s2[o] w2[..][o]);
+  // Second: g2[c] += s[o] w2[..][o] (+ s2[o] w[..][o])
+  template <bool HasS2, bool Second>
+  void pixel_backward(const T* __restrict s, const T* __restrict s2, const T* __restrict wt, const T* __restrict w2,
+                      T* __restrict gr, T* __restrict gr2) const {
     if (Cg == 1 && Og == 1) {
-      for (Index c = 0; c < O; ++c) gr[c] += s[c] * wt[c];
+      for (Index c = 0; c < O; ++c) {
+        T a = gr[c] + s[c] * wt[c];
+        if (HasS2) a = a + s2[c] * w2[c];
+        gr[c] = a;
+        if (Second) {
+          T b = gr2[c] + s[c] * w2[c];
+          if (HasS2) b = b + s2[c] * wt[c];
+          gr2[c] = b;
+        }
+      }
       return;
     }
     for (Index gi = 0; gi < groups; ++gi)
       for (Index ci = 0; ci < Cg; ++ci) {
-        const T* wr = wt + ci * O + gi * Og;
-        const T* sr = s + gi * Og;
-        T acc = gr[gi * Cg + ci];
-        for (Index oo = 0; oo < Og; ++oo) acc += sr[oo] * wr[oo];
-        gr[gi * Cg + ci] = acc;
+        const Index k = ci * O + gi * Og, c = gi * Cg + ci;
+        T a = gr[c], b = Second ? gr2[c] : T(0);
+        for (Index oo = 0; oo < Og; ++oo) {
+          a = a + s[gi * Og + oo] * wt[k + oo];
+          if (HasS2) a = a + s2[gi * Og + oo] * w2[k + oo];
+          if (Second) {
+            b = b + s[gi * Og + oo] * w2[k + oo];
+            if (HasS2) b = b + s2[gi * Og + oo] * wt[k + oo];
+          }
+        }
+        gr[c] = a;
+        if (Second) gr2[c] = b;
       }
   }
 
@@ -249,7 +300,13 @@ struct GroupedConv {
   }
 
   void add_bias(MatrixMap<T>& Z, const RowVector<T>& bias, int threads) const {
-    elementwise(Z.rows(), Z.cols(), threads, [&](Index i, Index j) { Z.data()[i] += bias[j % O]; });
+    const Index pixels = Z.rows() * g.pixels_out();
+    const T* bv = bias.data();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pixels > 1)
+    for (Index p = 0; p < pixels; ++p) {
+      T* z = Z.data() + p * O;
+      for (Index o = 0; o < O; ++o) z[o] += bv[o];
+    }
   }
 
   void two_weight_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
@@ -258,24 +315,13 @@ struct GroupedConv {
     const bool second = needs_second_term();
     const bool signed_input = n > 0 && A.minCoeff() < T(0);
     T* S2 = ws.take<T>(static_cast<std::size_t>(n * P));
-    T *Ap = nullptr, *An = nullptr;
     if (!signed_input) {
       taps_forward(A.data(), n, wu.data(), S1, threads, false);
       if (second) taps_forward(A.data(), n, wv.data(), S2, threads, false);
     } else {
       // z1 = a+ U + a- V, z2 = a+ V + a- U (docs/rules.md: (a w)^+ and (a w)^- for AlphaBeta)
-      Ap = ws.take<T>(static_cast<std::size_t>(n * I));
-      An = ws.take<T>(static_cast<std::size_t>(n * I));
-      elementwise(n, I, threads, [&](Index i, Index) {
-        Ap[i] = std::max(A.data()[i], T(0));
-        An[i] = std::min(A.data()[i], T(0));
-      });
-      taps_forward(Ap, n, wu.data(), S1, threads, false);
-      taps_forward(An, n, wv.data(), S1, threads, true);
-      if (second) {
-        taps_forward(Ap, n, wv.data(), S2, threads, false);
-        taps_forward(An, n, wu.data(), S2, threads, true);
-      }
+      taps_forward(A.data(), n, wu.data(), S1, threads, false, wv.data());
+      if (second) taps_forward(A.data(), n, wv.data(), S2, threads, false, wu.data());
     }
     const T eps_s = T(rule.stabilizer), alpha = T(rule.alpha), beta = T(rule.beta);
     const RuleKind kind = rule.kind;
@@ -296,18 +342,20 @@ struct GroupedConv {
       }
     });
     if (!signed_input) {
-      taps_backward(S1, n, wu.data(), Rin.data(), threads, false);
-      if (second) taps_backward(S2, n, wv.data(), Rin.data(), threads, true);
+      if (second)
+        taps_backward(S1, n, wu.data(), Rin.data(), threads, false, S2, wv.data());
+      else
+        taps_backward(S1, n, wu.data(), Rin.data(), threads, false);
       elementwise(n, I, threads, [&](Index i, Index) { Rin.data()[i] *= A.data()[i]; });
       return;
     }
-    // g+ = s1 U + s2 V, g- = s1 V + s2 U; R_in = a+ g+ + a- g-
+    // g+ = s1 U + s2 V, g- = s1 V + s2 U in one gather; R_in = a+ g+ + a- g-
     T* Gn = ws.take<T>(static_cast<std::size_t>(n * I));
-    taps_backward(S1, n, wu.data(), Rin.data(), threads, false);
-    taps_backward(S2, n, wv.data(), Rin.data(), threads, true);
-    taps_backward(S1, n, wv.data(), Gn, threads, false);
-    taps_backward(S2, n, wu.data(), Gn, threads, true);
-    elementwise(n, I, threads, [&](Index i, Index) { Rin.data()[i] = Ap[i] * Rin.data()[i] + An[i] * Gn[i]; });
+    taps_backward(S1, n, wu.data(), Rin.data(), threads, false, second ? S2 : nullptr, wv.data(), Gn);
+    elementwise(n, I, threads, [&](Index i, Index) {
+      const T a = A.data()[i];
+      Rin.data()[i] = std::max(a, T(0)) * Rin.data()[i] + std::min(a, T(0)) * Gn[i];
+    });
   }
 };
 
