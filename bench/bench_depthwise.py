@@ -2,10 +2,12 @@
 
 A depthwise convolution does 9 multiply-adds per value it reads: it is bound by memory, not by
 arithmetic. This script times fastlrp's depthwise 3x3 forward pass (stride 1, padding 1, float32,
-batch 16, 2 threads by default) on MobileNetV2's depthwise shapes and reports the bytes it must
-move (input read once, output written once) per second, against a stream-style copy (numpy's
-`np.copyto` of an array of the same size as input + output, so the same bytes move) measured in
-the same run. Median of the repeats; the ratio is the kernel's share of the copy bandwidth.
+batch 16, 2 threads by default) on MobileNetV2's depthwise shapes inside a graph (as in a
+network: buffers reused between layers; the time per layer is the difference between a chain of
+5 and a chain of 1, over 4) and reports the bytes a layer must move (its input read once, its
+output written once) per second, against a stream-style copy (numpy's `np.copyto` of an array of
+the input's size: the same bytes read and written) measured in the same run. Medians of the
+repeats; the ratio is the kernel's share of the copy bandwidth.
 
     python bench/bench_depthwise.py [--batch 16] [--threads 2] [--repeat 9]
 """
@@ -20,6 +22,7 @@ import fastlrp as fl
 
 # (channels, height = width) of MobileNetV2's 3x3 stride-1 depthwise convolutions at 224x224
 SHAPES = [(96, 112), (144, 56), (192, 28), (384, 14), (576, 14), (960, 7)]
+EXTRA = 4  # layers timed: a chain of 1 + EXTRA depthwise layers against a chain of 1
 
 
 def median_time(fn, repeat):
@@ -47,11 +50,19 @@ def main():
     shares = []
     for c, s in SHAPES:
         x = rng.normal(size=(args.batch, c, s, s)).astype(np.float32)
-        layer = fl.Conv2d(rng.normal(size=(c, 1, 3, 3)).astype(np.float32), np.zeros(c, np.float32), padding=1, groups=c)
-        model = fl.Sequential([layer])
-        xi = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(args.batch, -1)  # the core's NHWC rows
-        net = model._network(np.float32, model.shapes(x.shape[1:]))  # the kernel alone, no layout conversion
-        t = median_time(lambda: net.forward(xi), args.repeat)
+
+        def chain(depth):
+            """x -> depth depthwise layers: the difference of two depths is the layers alone (the
+            input's conversion, its check and the fresh output array are paid once per call)."""
+            inp = fl.Input((c, s, s))
+            h = inp
+            for _ in range(depth):
+                w = rng.normal(size=(c, 1, 3, 3)).astype(np.float32) / 3
+                h = fl.Conv2d(w, np.zeros(c, np.float32), padding=1, groups=c)(h)
+            return fl.Model(inp, h)
+
+        short, long = chain(1), chain(1 + EXTRA)
+        t = (median_time(lambda: long.forward(x), args.repeat) - median_time(lambda: short.forward(x), args.repeat)) / EXTRA
         moved = 2 * x.nbytes  # the input read once, the output (same size) written once
         src = np.ones(x.size, np.float32)
         dst = np.empty_like(src)

@@ -316,3 +316,59 @@ def test_vectorised_sigmoid_and_silu_accuracy_and_ties(dtype):
         const = np.full((1, n), dtype(-1.2345), dtype)
         for layer in (fl.Sigmoid(), fl.SiLU()):
             assert np.unique(fl.Sequential([layer]).forward(const)).size == 1
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"])
+def test_torchvision_mobile_from_onnx(name, tmp_path):
+    """The same models exported by torch.onnx (Conv with group, Mul gates, HardSigmoid, HardSwish,
+    Clip as ReLU6, SiLU as Sigmoid and Mul): forward equals torch's, relevance equals the torch
+    loader's model's."""
+    import torch
+
+    from conftest import fwd_close, same_relevance
+
+    pytest.importorskip("onnx")
+    tmodel = random_torchvision(name)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    try:
+        torch.onnx.export(tmodel, (x,), tmp_path / "m.onnx", dynamo=False, opset_version=17)
+    except Exception as exc:  # noqa: BLE001 - the exporter's own dependencies
+        pytest.skip(f"torch.onnx.export is not usable here: {type(exc).__name__}: {exc}")
+    model = fl.from_onnx(tmp_path / "m.onnx")
+    assert any(isinstance(layer, fl.Conv2d) and layer.groups > 1 for layer in model.layers)
+    with torch.no_grad():
+        expected = tmodel(x).numpy()
+    fwd_close(model(x.numpy()), expected)
+    same_relevance(model, fl.from_torch(tmodel), x.numpy())
+
+
+def test_keras_gate_and_activations(tmp_path):
+    """A functional Keras model with a squeeze-excitation Multiply, grouped and depthwise
+    convolutions (depth multiplier 2) and the efficient-network activations."""
+    keras = pytest.importorskip("keras")
+    from conftest import fwd_close
+
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="swish")(inp)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="gelu")(h)
+    h = keras.layers.ZeroPadding2D(1)(h)
+    h = keras.layers.DepthwiseConv2D(3, strides=2, activation="relu6")(h)
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True)(h)
+    s = keras.layers.Conv2D(4, 1, activation="relu")(s)
+    s = keras.layers.Conv2D(16, 1, activation="hard_sigmoid")(s)
+    h = keras.layers.Multiply()([h, s])
+    h = keras.layers.Conv2D(8, 1, groups=2, activation="hard_swish")(h)
+    h = keras.layers.ReLU(max_value=6.0)(keras.layers.Activation("mish")(h))
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(1).normal(size=(2, 12, 12, 3)).astype(np.float32)
+    expected = np.asarray(model.predict(x, verbose=0))
+    model.save(tmp_path / "se.keras")
+    ours = fl.from_keras(tmp_path / "se.keras")
+    assert any(isinstance(n.layer, fl.Mul) for n in ours.nodes)
+    fwd_close(ours(x.transpose(0, 3, 1, 2)), expected)
+    e = fl.LRP(ours, "epsilon_plus_flat")(x.transpose(0, 3, 1, 2), layerwise=True)
+    shape_of = dict(zip(ours.names, ours.shapes((3, 12, 12))))
+    mul = next(n for n in ours.nodes if isinstance(n.layer, fl.Mul))
+    gate = next(i for i in mul.inputs if shape_of[i][1:] == (1, 1))
+    assert not e.layers[gate].any() and e.layers[mul.name].any()

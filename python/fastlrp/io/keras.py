@@ -23,11 +23,13 @@ from .. import layers as L
 from ._common import last_is_image, same_padding
 from ..model import Sequential
 
-SUPPORTED = ("InputLayer", "Add", "Concatenate (channels)", "ZeroPadding2D (before Conv2D/pooling)", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+SUPPORTED = ("InputLayer", "Add", "Concatenate (channels)", "Multiply (a gate)", "DepthwiseConv2D", "ZeroPadding2D (before Conv2D/pooling)", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
              "Flatten", "Dropout", "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "Softmax")
 _ACTIVATIONS = {"linear": None, None: None, "relu": L.ReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
                 "softmax": L.Softmax, "log_softmax": L.LogSoftmax, "elu": L.ELU, "selu": L.SELU,
-                "leaky_relu": L.LeakyReLU}
+                "leaky_relu": L.LeakyReLU, "silu": L.SiLU, "swish": L.SiLU, "gelu": L.GELU,
+                "hard_sigmoid": L.Hardsigmoid, "hard_silu": L.Hardswish, "hard_swish": L.Hardswish,
+                "relu6": L.ReLU6, "mish": L.Mish}
 _MAX_MEMBER = 8 << 30  # a .keras member larger than this is refused before it is read
 _MAX_RATIO = 1000  # nor one whose compression ratio suggests a zip bomb
 
@@ -247,9 +249,22 @@ def _convert(cls, cfg, where, weights, name, shape, hwc, image):
             w = w[:, np.arange(h * wd * c).reshape(h, wd, c).transpose(2, 0, 1).ravel()]
             hwc = None
         new = [L.Dense(np.ascontiguousarray(w), bias), _activation(cfg.get("activation"), where)]
+    elif cls == "DepthwiseConv2D":
+        vars_ = weights.get(name)
+        if not vars_ or len(vars_[0].shape) != 4:
+            raise ValueError(f"{where}: missing or malformed depthwise kernel")
+        kshape = tuple(vars_[0].shape)  # (kh, kw, C, multiplier)
+        kernel = _read(vars_[0], kshape, f"{where} kernel")
+        kh, kw, c, mult = kshape
+        bias = _read(vars_[1], (c * mult,), f"{where} bias") if cfg.get("use_bias", True) else None
+        stride = _pair(cfg.get("strides", 1), f"{where} strides")
+        dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
+        pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
+        # output channel c * multiplier + j reads input channel c with kernel[:, :, c, j]
+        w = kernel.reshape(kh, kw, c * mult).transpose(2, 0, 1)[:, None]
+        new = [L.Conv2d(np.ascontiguousarray(w), bias, stride, pad, dil, groups=c),
+               _activation(cfg.get("activation"), where)]
     elif cls == "Conv2D":
-        if cfg.get("groups", 1) != 1:
-            raise ValueError(f"{where}: groups={cfg.get('groups')} is not supported (only 1)")
         vars_ = weights.get(name)
         if not vars_ or len(vars_[0].shape) != 4:
             raise ValueError(f"{where}: missing or malformed kernel")
@@ -260,7 +275,8 @@ def _convert(cls, cfg, where, weights, name, shape, hwc, image):
         stride = _pair(cfg.get("strides", 1), f"{where} strides")
         dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
         pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
-        new = [L.Conv2d(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias, stride, pad, dil),
+        new = [L.Conv2d(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias, stride, pad, dil,
+                        groups=int(cfg.get("groups", 1) or 1)),
                _activation(cfg.get("activation"), where)]
     elif cls in ("MaxPooling2D", "AveragePooling2D"):
         pool = _pair(cfg.get("pool_size", 2), f"{where} pool_size")
@@ -278,10 +294,11 @@ def _convert(cls, cfg, where, weights, name, shape, hwc, image):
     elif cls == "Activation":
         new = [_activation(cfg.get("activation"), where)]
     elif cls == "ReLU":
-        if cfg.get("max_value") is not None or cfg.get("threshold", 0) not in (0, 0.0):
-            raise ValueError(f"{where}: max_value/threshold are not supported")
         slope = float(cfg.get("negative_slope", 0.0) or 0.0)
-        new = [L.LeakyReLU(slope) if slope else L.ReLU()]
+        top = cfg.get("max_value")
+        if cfg.get("threshold", 0) not in (0, 0.0) or (top is not None and (float(top) != 6.0 or slope)):
+            raise ValueError(f"{where}: threshold, or a max_value other than 6 (ReLU6), is not supported")
+        new = [L.ReLU6() if top is not None else L.LeakyReLU(slope) if slope else L.ReLU()]
     elif cls == "LeakyReLU":
         new = [L.LeakyReLU(float(cfg.get("negative_slope", cfg.get("alpha", 0.3))))]
     elif cls == "Softmax":
@@ -405,13 +422,18 @@ def _build_functional(config, weights, input_shape, path):
             srcs.append(state[i])
         if not srcs:
             raise ValueError(f"{where}: the layer has no inputs")
-        if any(s["pad"] for s in srcs) and cls not in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+        if any(s["pad"] for s in srcs) and cls not in ("Conv2D", "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D"):
             raise ValueError(f"{where}: a ZeroPadding2D feeds it; only Conv2D and pooling layers may follow one")
-        if cls in ("Add", "Concatenate"):
+        if cls in ("Add", "Concatenate", "Multiply"):
             if any(s["hwc"] for s in srcs):
                 raise ValueError(f"{where}: joins of flattened images are not supported")
             if cls == "Add":
                 layer, shape = L.Add(), srcs[0]["shape"]
+            elif cls == "Multiply":  # a gate: the output has the signal's (the larger) shape
+                if len(srcs) != 2:
+                    raise ValueError(f"{where}: Multiply of {len(srcs)} inputs; only a signal and a gate")
+                layer = L.Mul()
+                shape = max((s["shape"] for s in srcs), key=lambda sh: int(np.prod(sh)))
             else:
                 axis = lcfg.get("axis", -1)
                 if axis not in (-1, len(srcs[0]["shape"])):
@@ -425,7 +447,7 @@ def _build_functional(config, weights, input_shape, path):
             state[name] = dict(t=t, shape=shape, hwc=None, pad=None, relu=False)
             continue
         if len(srcs) != 1:
-            raise ValueError(f"{where}: takes {len(srcs)} inputs; only Add and Concatenate join tensors")
+            raise ValueError(f"{where}: takes {len(srcs)} inputs; only Add, Concatenate and Multiply join tensors")
         src = srcs[0]
         if cls == "ZeroPadding2D":
             if src["pad"]:

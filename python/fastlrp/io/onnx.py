@@ -17,9 +17,10 @@ from ._common import last_is_image, same_padding
 from ..graph import Input, Model
 from ..model import Sequential
 
-SUPPORTED = ("Add/Sum of tensors (a residual join)", "Concat (channels)", "Gemm", "MatMul+Add", "Conv", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Softmax", "MaxPool",
-             "AveragePool", "GlobalAveragePool", "Flatten", "Reshape (as a flatten)", "BatchNormalization",
-             "Dropout", "Identity")
+SUPPORTED = ("Add/Sum of tensors (a residual join)", "Concat (channels)", "Mul of two tensors (a gate)", "Gemm",
+             "MatMul+Add", "Conv (any group)", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "HardSigmoid (torch's)",
+             "HardSwish", "Clip(0, 6) (ReLU6)", "Gelu", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "Flatten", "Reshape (as a flatten)", "BatchNormalization", "Dropout", "Identity")
 
 
 def from_onnx(path):
@@ -108,13 +109,15 @@ def _from_onnx(path):
             if len(data) != len([i for i in node.input if i]):
                 raise ValueError(f"{where}: adds a constant to a sum of tensors; not supported")
             layer = L.Add()
+        elif op == "Mul" and len(data) == 2:
+            layer = L.Mul()  # the gate is the broadcast operand (or the second of equal shapes)
         elif op == "Concat":
             if attrs.get("axis") not in (1, -3 if rank.get(data[0]) == 4 else 1):
                 raise ValueError(f"{where}: axis={attrs.get('axis')} is not supported (only the channels, 1)")
             layer = L.Concat(1)
         else:
             if len(data) != 1:
-                raise ValueError(f"{where}: takes {len(data)} tensors {data}; only Add, Sum and Concat join tensors")
+                raise ValueError(f"{where}: takes {len(data)} tensors {data}; only Add, Sum, Mul and Concat join tensors")
             layer, out = _layer(node, op, attrs, where, const, out, consumers, fused, image(data[0]))
         name = node.name or f"{op.lower()}_{k}"
         while name in names or name == "input":
@@ -171,15 +174,13 @@ def _layer(node, op, attrs, where, const, out, consumers, fused, image):
                     out = nxt[0].output[0]
         return _f32(L.Dense, w.T, None if b is None else np.broadcast_to(b, (w.shape[1],)), src=w), out
     if op == "Conv":
-        if attrs.get("group", 1) != 1:
-            raise ValueError(f"{where}: group={attrs['group']} is not supported (only 1)")
         w = const(node.input[1], where)
         if w.ndim != 4:
             raise ValueError(f"{where}: only 2-D convolutions are supported, got weight shape {w.shape}")
         b = const(node.input[2], where) if len(node.input) > 2 and node.input[2] else None
         pad = _pads(attrs, where, w.shape[2:], attrs.get("dilations", [1, 1]))
         return _f32(L.Conv2d, w, b, stride=tuple(attrs.get("strides", [1, 1])), padding=pad,
-                    dilation=tuple(attrs.get("dilations", [1, 1])), src=w), out
+                    dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)), src=w), out
     if op in ("MaxPool", "AveragePool"):
         if attrs.get("ceil_mode", 0):
             raise ValueError(f"{where}: ceil_mode=1 is not supported")
@@ -204,6 +205,25 @@ def _layer(node, op, attrs, where, const, out, consumers, fused, image):
         return L.Flatten(), out
     if op in ("Relu", "Tanh", "Sigmoid"):
         return {"Relu": L.ReLU, "Tanh": L.Tanh, "Sigmoid": L.Sigmoid}[op](), out
+    if op == "HardSigmoid":  # clip(alpha x + beta, 0, 1); torch's Hardsigmoid is alpha = 1/6, beta = 1/2
+        alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+        if abs(alpha - 1 / 6) > 1e-6 or beta != 0.5:
+            raise ValueError(f"{where}: HardSigmoid(alpha={alpha}, beta={beta}) is not supported (only torch's 1/6, 0.5)")
+        return L.Hardsigmoid(), out
+    if op == "HardSwish":
+        return L.Hardswish(), out
+    if op == "Gelu":
+        approx = attrs.get("approximate", b"none")
+        approx = approx.decode() if isinstance(approx, bytes) else approx
+        return L.GELU(approx), out
+    if op == "Clip":
+        lo = attrs.get("min") if len(node.input) < 2 or not node.input[1] else float(const(node.input[1], where))
+        hi = attrs.get("max") if len(node.input) < 3 or not node.input[2] else float(const(node.input[2], where))
+        if lo == 0 and hi == 6:
+            return L.ReLU6(), out
+        if lo == 0 and hi is None:
+            return L.ReLU(), out
+        raise ValueError(f"{where}: Clip({lo}, {hi}) is not supported (only Clip(0, 6), a ReLU6, and Clip(0), a ReLU)")
     if op == "LeakyRelu":
         return L.LeakyReLU(float(attrs.get("alpha", 0.01))), out
     if op in ("Softmax", "LogSoftmax"):
