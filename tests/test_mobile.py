@@ -372,3 +372,62 @@ def test_keras_gate_and_activations(tmp_path):
     mul = next(n for n in ours.nodes if isinstance(n.layer, fl.Mul))
     gate = next(i for i in mul.inputs if shape_of[i][1:] == (1, 1))
     assert not e.layers[gate].any() and e.layers[mul.name].any()
+
+
+CEIL_POOLS = [(fl.MaxPool2d, {}), (fl.AvgPool2d, {"count_include_pad": True}),
+              (fl.AvgPool2d, {"count_include_pad": False})]
+
+
+@pytest.mark.parametrize("size", [7, 8, 9, 10])
+@pytest.mark.parametrize("k,s,p", [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 3, 1)])
+@pytest.mark.parametrize("cls,kw", CEIL_POOLS, ids=["max", "avg_pad", "avg_nopad"])
+def test_ceil_mode_pools_forward_equal_torch(cls, kw, k, s, p, size):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(size).normal(size=(2, 3, size, size + 1))
+    pool = cls(k, s, p, ceil_mode=True, **kw)
+    if cls is fl.MaxPool2d:
+        expected = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=True).numpy()
+    else:
+        expected = torch.nn.functional.avg_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=True, **kw).numpy()
+    got = fl.Sequential([pool]).forward(x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(reference.pool2d(pool, x), expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("cls,kw", CEIL_POOLS, ids=["max", "avg_pad", "avg_nopad"])
+@pytest.mark.parametrize("name", ["eps", "zplus", "flat"])
+def test_ceil_mode_pools_relevance_against_reference(cls, kw, name):
+    rng = np.random.default_rng(9)
+    pool = cls(3, 2, 1, ceil_mode=True, **kw)
+    x = np.abs(rng.normal(size=(2, 3, 8, 9)))
+    model = fl.Sequential([pool])
+    start = rng.normal(size=(2,) + model.shapes((3, 8, 9))[-1])
+    rule = rules.Pass() if cls is fl.MaxPool2d else RULES[name]
+    e = fl.LRP(model, fl.Composite([(cls, rule)]))(x, target=start)
+    expected, _, _ = reference.lrp([pool], [rule], x, target=start)
+    np.testing.assert_allclose(e.relevance, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_torchvision_googlenet_forward():
+    """GoogLeNet: max pools with ceil_mode=True, inception branches joined by torch.cat."""
+    import torch
+
+    tmodel = random_torchvision("googlenet")
+    model = fl.from_torch(tmodel)
+    assert any(isinstance(n.layer, fl.MaxPool2d) and n.layer.ceil_mode for n in model.nodes)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = tmodel(x).numpy()
+    np.testing.assert_allclose(model(x.numpy()), expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
+def test_torchvision_googlenet_relevance_against_reference():
+    import torch
+
+    tmodel = random_torchvision("googlenet", "float64")
+    model = fl.from_torch(tmodel)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(5)).numpy()
+    lrp = fl.LRP(model, "epsilon_plus_flat")
+    ref, _, _ = reference.graph_lrp(model, lrp.rules, x)
+    np.testing.assert_allclose(lrp(x).relevance, ref, rtol=1e-10, atol=1e-10 * float(np.abs(ref).max()))

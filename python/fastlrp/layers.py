@@ -289,6 +289,15 @@ def _window_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+def _pool_out(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """Pooling windows along one axis, torch's rule: with ceil_mode the count rounds up, but the
+    last window must start inside the input or its left padding."""
+    if not ceil_mode:
+        return _window_out(size, k, s, p)
+    n = -(-(size + 2 * p - k) // s) + 1
+    return n - 1 if (n - 1) * s >= size + p else n
+
+
 class Conv2d(Layer):
     """A 2-D convolution (cross-correlation) with zero padding, as ``torch.nn.Conv2d``.
 
@@ -358,13 +367,18 @@ class Conv2d(Layer):
 class _Pool(Layer):
     """Base of the pooling layers: windows over each channel of (C, H, W) inputs."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    ceil_mode = False
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         name = type(self).__name__
         self.kernel_size = _pair(kernel_size, f"{name} kernel_size", 1)
         self.stride = self.kernel_size if stride is None else _pair(stride, f"{name} stride", 1)
         self.padding = _pair(padding, f"{name} padding", 0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
+        if not isinstance(ceil_mode, (bool, np.bool_)):
+            raise TypeError(f"{name} ceil_mode: expected a bool, got {ceil_mode!r}")
+        self.ceil_mode = bool(ceil_mode)
 
     def output_shape(self, shape: tuple) -> tuple:
         if len(shape) != 3:
@@ -373,11 +387,12 @@ class _Pool(Layer):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if kh > h + 2 * ph or kw > w + 2 * pw:
             raise ValueError(f"kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw}")
-        return (c, _window_out(h, kh, sh, ph), _window_out(w, kw, sw, pw))
+        return (c, _pool_out(h, kh, sh, ph, self.ceil_mode), _pool_out(w, kw, sw, pw, self.ceil_mode))
 
     def __repr__(self) -> str:
         extra = "" if self.stride == self.kernel_size else f", stride={self.stride}"
         extra += "" if self.padding == (0, 0) else f", padding={self.padding}"
+        extra += ", ceil_mode=True" if self.ceil_mode else ""
         return f"{type(self).__name__}({self.kernel_size[0]}x{self.kernel_size[1]}{extra})"
 
 
@@ -387,8 +402,8 @@ class MaxPool2d(_Pool):
 
     _kind = 2
 
-    def __init__(self, kernel_size, stride=None, padding=0, mode: str = "winner"):
-        super().__init__(kernel_size, stride, padding)
+    def __init__(self, kernel_size, stride=None, padding=0, mode: str = "winner", ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         if mode not in ("winner", "avg"):
             raise ValueError(f"MaxPool2d mode: expected 'winner' or 'avg', got {mode!r}")
         self.mode = mode
@@ -403,8 +418,8 @@ class AvgPool2d(_Pool):
 
     _kind = 0
 
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
-        super().__init__(kernel_size, stride, padding)
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True, ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
 

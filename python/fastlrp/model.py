@@ -240,8 +240,8 @@ _PARAMS = {L.Dense: ("weight", "bias"), L.Conv2d: ("weight", "bias"), L.BatchNor
 _SCALARS = {L.LeakyReLU: ("negative_slope",), L.ELU: ("alpha",), L.Dropout: ("p",), L.BatchNorm1d: ("eps",),
             L.BatchNorm2d: ("eps",), L.Conv2d: ("stride", "padding", "dilation", "groups"),
             L.GELU: ("approximate",),
-            L.MaxPool2d: ("kernel_size", "stride", "padding", "mode"),
-            L.AvgPool2d: ("kernel_size", "stride", "padding", "count_include_pad"),
+            L.MaxPool2d: ("kernel_size", "stride", "padding", "mode", "ceil_mode"),
+            L.AvgPool2d: ("kernel_size", "stride", "padding", "count_include_pad", "ceil_mode"),
             L.SumPool2d: ("kernel_size", "stride", "padding"), L.AdaptiveAvgPool2d: ("output_size",),
             L.Concat: ("axis",)}
 _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.ELU, L.SELU,
@@ -428,7 +428,7 @@ def lower_layer(sink, layer, rule, shape, dtype, where):
         else:
             (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
         sink.add_pool(layer._kind, *shape, kh, kw, sh, sw, ph, pw, getattr(layer, "count_include_pad", True),
-                      getattr(layer, "mode", "winner") == "avg", native, low)
+                      getattr(layer, "mode", "winner") == "avg", native, low, getattr(layer, "ceil_mode", False))
     elif isinstance(layer, L.Flatten) and len(shape) == 3:
         sink.add_flatten(*shape)
     elif isinstance(layer, L._Elementwise):

@@ -106,19 +106,27 @@ def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), grou
     return out + np.asarray(bias, dtype=np.float64)[None, :, None, None]
 
 
-def _windows(size, k, s, p, adaptive_out=None):
-    """In-bounds [start, end) of every pooling window along one axis (torch's boundaries)."""
+def _windows(size, k, s, p, adaptive_out=None, ceil_mode=False, padded=False):
+    """In-bounds [start, end) of every pooling window along one axis (torch's boundaries); with
+    ``padded``, the window's extent inside the padded input instead (AvgPool2d's divisor)."""
     if adaptive_out is not None:
         return [((i * size) // adaptive_out, -(-((i + 1) * size) // adaptive_out)) for i in range(adaptive_out)]
     n_out = (size + 2 * p - k) // s + 1
+    if ceil_mode:  # round up, but the last window starts inside the input or its left padding
+        n_out = -(-(size + 2 * p - k) // s) + 1
+        if (n_out - 1) * s >= size + p:
+            n_out -= 1
+    if padded:
+        return [(i * s - p, min(i * s - p + k, size + p)) for i in range(n_out)]
     return [(max(i * s - p, 0), min(i * s - p + k, size)) for i in range(n_out)]
 
 
-def _pool_windows(layer, h, w):
+def _pool_windows(layer, h, w, padded=False):
     if isinstance(layer, L.AdaptiveAvgPool2d):
         return _windows(h, 0, 0, 0, layer.output_size[0]), _windows(w, 0, 0, 0, layer.output_size[1])
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-    return _windows(h, kh, sh, ph), _windows(w, kw, sw, pw)
+    return (_windows(h, kh, sh, ph, None, layer.ceil_mode, padded),
+            _windows(w, kw, sw, pw, None, layer.ceil_mode, padded))
 
 
 def pool2d(layer, x):
@@ -126,6 +134,7 @@ def pool2d(layer, x):
     x = np.asarray(x, dtype=np.float64)
     n, c, h, w = x.shape
     rows, cols = _pool_windows(layer, h, w)
+    prows, pcols = _pool_windows(layer, h, w, padded=True)  # AvgPool2d's divisor counts the padding
     out = np.zeros((n, c, len(rows), len(cols)))
     for i, (y0, y1) in enumerate(rows):
         for j, (x0, x1) in enumerate(cols):
@@ -135,7 +144,8 @@ def pool2d(layer, x):
             elif isinstance(layer, L.SumPool2d):
                 out[:, :, i, j] = win.sum(axis=(2, 3)) / np.sqrt(layer.kernel_size[0] * layer.kernel_size[1])
             elif isinstance(layer, L.AvgPool2d) and layer.count_include_pad:
-                out[:, :, i, j] = win.sum(axis=(2, 3)) / (layer.kernel_size[0] * layer.kernel_size[1])
+                extent = (prows[i][1] - prows[i][0]) * (pcols[j][1] - pcols[j][0])
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / extent
             else:
                 out[:, :, i, j] = win.mean(axis=(2, 3))
     return out
@@ -369,7 +379,8 @@ def _pool_as_conv(layer, shape):
         if h % oh or w % ow:
             return None
         k, stride, padding, value = (h // oh, w // ow), (h // oh, w // ow), (0, 0), 1.0 / ((h // oh) * (w // ow))
-    elif isinstance(layer, L.SumPool2d) or (isinstance(layer, L.AvgPool2d) and layer.count_include_pad):
+    elif (isinstance(layer, L.SumPool2d) or (isinstance(layer, L.AvgPool2d) and layer.count_include_pad)) \
+            and not layer.ceil_mode:
         k, stride, padding = layer.kernel_size, layer.stride, layer.padding
         value = 1.0 / (np.sqrt(k[0] * k[1]) if isinstance(layer, L.SumPool2d) else k[0] * k[1])
     else:

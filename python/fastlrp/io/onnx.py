@@ -182,16 +182,16 @@ def _layer(node, op, attrs, where, const, out, consumers, fused, image):
         return _f32(L.Conv2d, w, b, stride=tuple(attrs.get("strides", [1, 1])), padding=pad,
                     dilation=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)), src=w), out
     if op in ("MaxPool", "AveragePool"):
-        if attrs.get("ceil_mode", 0):
-            raise ValueError(f"{where}: ceil_mode=1 is not supported")
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise ValueError(f"{where}: dilations are not supported for pooling")
         kernel = tuple(attrs["kernel_shape"])
         pad = _pads(attrs, where, kernel, [1, 1])
         stride = tuple(attrs.get("strides", [1, 1]))
+        ceil = bool(attrs.get("ceil_mode", 0))
         if op == "MaxPool":
-            return L.MaxPool2d(kernel, stride, pad), out
-        return L.AvgPool2d(kernel, stride, pad, count_include_pad=bool(attrs.get("count_include_pad", 0))), out
+            return L.MaxPool2d(kernel, stride, pad, ceil_mode=ceil), out
+        return L.AvgPool2d(kernel, stride, pad, count_include_pad=bool(attrs.get("count_include_pad", 0)),
+                           ceil_mode=ceil), out
     if op == "GlobalAveragePool":
         return L.AdaptiveAvgPool2d(1), out
     if op == "Flatten":

@@ -68,15 +68,14 @@ def _convert(k, name, m):
             _unsupported(where, m, f"start_dim={m.start_dim}, end_dim={m.end_dim} (only 1 and -1)")
         return L.Flatten()
     if cls in ("MaxPool2d", "AvgPool2d"):
-        if m.ceil_mode:
-            _unsupported(where, m, "ceil_mode=True")
         if cls == "MaxPool2d":
             if m.return_indices or m.dilation not in (1, (1, 1)):
                 _unsupported(where, m, "dilation or return_indices")
-            return L.MaxPool2d(m.kernel_size, m.stride, m.padding)
+            return L.MaxPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=bool(m.ceil_mode))
         if m.divisor_override is not None:
             _unsupported(where, m, "divisor_override")
-        return L.AvgPool2d(m.kernel_size, m.stride, m.padding, count_include_pad=m.count_include_pad)
+        return L.AvgPool2d(m.kernel_size, m.stride, m.padding, count_include_pad=m.count_include_pad,
+                           ceil_mode=bool(m.ceil_mode))
     if cls == "AdaptiveAvgPool2d":
         return L.AdaptiveAvgPool2d(m.output_size)
     if cls in ("BatchNorm1d", "BatchNorm2d"):

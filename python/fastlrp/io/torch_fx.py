@@ -132,15 +132,16 @@ def from_fx(module) -> Model:
             elif target is F.adaptive_avg_pool2d:
                 apply(node, L.AdaptiveAvgPool2d(_arg(node, 1, "output_size")), node.args[0])
             elif target is F.avg_pool2d:
-                if _arg(node, 4, "ceil_mode", False) or _arg(node, 6, "divisor_override") is not None:
-                    _fail(node, "F.avg_pool2d", "ceil_mode or divisor_override")
+                if _arg(node, 6, "divisor_override") is not None:
+                    _fail(node, "F.avg_pool2d", "divisor_override")
                 apply(node, L.AvgPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
-                                        count_include_pad=_arg(node, 5, "count_include_pad", True)), node.args[0])
+                                        count_include_pad=_arg(node, 5, "count_include_pad", True),
+                                        ceil_mode=bool(_arg(node, 4, "ceil_mode", False))), node.args[0])
             elif target is F.max_pool2d:
-                if _arg(node, 5, "ceil_mode", False) or _arg(node, 4, "dilation", 1) not in (1, (1, 1)):
-                    _fail(node, "F.max_pool2d", "ceil_mode or dilation")
-                apply(node, L.MaxPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0)),
-                      node.args[0])
+                if _arg(node, 4, "dilation", 1) not in (1, (1, 1)):
+                    _fail(node, "F.max_pool2d", "dilation")
+                apply(node, L.MaxPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                                        ceil_mode=bool(_arg(node, 5, "ceil_mode", False))), node.args[0])
             elif target in (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax):
                 if _arg(node, 1, "dim") not in (1, -1):
                     _fail(node, str(target), "only dim=1")

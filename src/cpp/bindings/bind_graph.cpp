@@ -37,15 +37,16 @@ void bind_graph(py::module_& m, const char* name) {
       .def(
           "add_pool",
           [](G& g, int input, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
-             bool count_include_pad, bool proportional, const RuleParams& rule, const CArray<T>& low) {
+             bool count_include_pad, bool proportional, const RuleParams& rule, const CArray<T>& low,
+             bool ceil_mode) {
             g.add_layer(kernels::make_pool<T>(kernels::Pool2d<T>::make(kind, C, H, W, kh, kw, sh, sw, ph, pw,
                                                                        count_include_pad, proportional, checked_rule(rule),
-                                                                       as_vector(low))),
+                                                                       as_vector(low), ceil_mode)),
                         input);
           },
           py::arg("input"), py::arg("kind"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kh"), py::arg("kw"),
           py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"),
-          py::arg("proportional"), py::arg("rule"), py::arg("low").noconvert(),
+          py::arg("proportional"), py::arg("rule"), py::arg("low").noconvert(), py::arg("ceil_mode") = false,
           "A pooling node (kind 0 avg, 1 sum, 2 max, 3 adaptive avg).")
       .def(
           "add_flatten", [](G& g, int input, Index C, Index H, Index W) { g.add_layer(kernels::make_flatten<T>(C, H, W), input); },

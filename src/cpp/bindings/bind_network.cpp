@@ -56,13 +56,15 @@ void bind_for(py::module_& m, const char* name) {
       .def(
           "add_pool",
           [](Net& net, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
-             bool count_include_pad, bool proportional, const RuleParams& rule, const CArray<T>& low) {
+             bool count_include_pad, bool proportional, const RuleParams& rule, const CArray<T>& low,
+             bool ceil_mode) {
             net.add_pool(kernels::Pool2d<T>::make(kind, C, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, proportional,
-                                                  checked_rule(rule), as_vector(low)));
+                                                  checked_rule(rule), as_vector(low), ceil_mode));
           },
           py::arg("kind"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
           py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"), py::arg("proportional"),
-          py::arg("rule"), py::arg("low").noconvert(), "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
+          py::arg("rule"), py::arg("low").noconvert(), py::arg("ceil_mode") = false,
+          "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
       .def("add_flatten", &Net::add_flatten, py::arg("C"), py::arg("H"), py::arg("W"),
            "Append a Flatten of an NHWC image into NCHW order.")
       .def_property_readonly("in_features", &Net::in_features)

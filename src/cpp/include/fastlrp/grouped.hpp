@@ -298,8 +298,13 @@ struct GroupedConv {
     for (Index ox = 0; ox < q.Wo; ++ox) {
       T* zp = zrow + ox * C + c0;
       V acc[kNV];
-      for (int v = 0; v < kNV; ++v)
-        if (v < nv) acc[v] = accumulate ? ld(zp, v) : (bias ? ld(bias + c0, v) : VT::zero());
+      for (int v = 0; v < kNV; ++v) {
+        acc[v] = VT::zero();
+        if (v < nv && accumulate)
+          acc[v] = ld(zp, v);
+        else if (v < nv && bias)
+          acc[v] = ld(bias + c0, v);
+      }
       const Index xb = ox * q.sw - q.pw;
       for (Index ky = ky0; ky < ky1; ++ky) {
         const T* xrow = X + (oy * q.sh - q.ph + ky * q.dh) * q.W * C + c0;

@@ -227,8 +227,12 @@ struct Pool2d {
 
   // kind: 0 AvgPool2d, 1 SumPool2d (window sum / sqrt(kh*kw)), 2 MaxPool2d, 3 AdaptiveAvgPool2d
   // (kh, kw are then the output size).
+  // ceil_mode (torch's): the output size rounds up, keeping only windows that start inside the
+  // input or its left padding; a window past the padded input counts, for AvgPool2d with
+  // count_include_pad, only its part inside the padded input.
   static Pool2d make(int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
-                     bool count_include_pad, bool max_proportional, RuleParams rule, std::vector<T> low) {
+                     bool count_include_pad, bool max_proportional, RuleParams rule, std::vector<T> low,
+                     bool ceil_mode = false) {
     Pool2d p;
     p.C = C;
     p.H = H;
@@ -238,10 +242,15 @@ struct Pool2d {
     p.rule = rule;
     p.low = std::move(low);
     if (C <= 0 || H <= 0 || W <= 0 || kh <= 0 || kw <= 0) throw std::invalid_argument("invalid pooling geometry");
-    auto axis = [](Index n_in, Index k, Index s, Index pad, bool adaptive, std::vector<Index>& lo, std::vector<Index>& hi) {
-      const Index n_out = adaptive ? k : (n_in + 2 * pad - k) / s + 1;
-      if (n_out <= 0 || (!adaptive && (s <= 0 || pad < 0 || 2 * pad > k)))
+    auto axis = [&](Index n_in, Index k, Index s, Index pad, bool adaptive, std::vector<Index>& lo, std::vector<Index>& hi) {
+      if (!adaptive && (s <= 0 || pad < 0 || 2 * pad > k || n_in + 2 * pad < k))
         throw std::invalid_argument("invalid pooling geometry");
+      Index n_out = adaptive ? k : (n_in + 2 * pad - k) / s + 1;
+      if (!adaptive && ceil_mode) {
+        n_out = (n_in + 2 * pad - k + s - 1) / s + 1;
+        if ((n_out - 1) * s >= n_in + pad) --n_out;  // the last window must start inside
+      }
+      if (n_out <= 0) throw std::invalid_argument("invalid pooling geometry");
       for (Index o = 0; o < n_out; ++o) {
         Index a, b;
         if (adaptive) {
@@ -273,7 +282,10 @@ struct Pool2d {
         const Index cnt = p.count(oy, ox);
         if (cnt <= 0) throw std::invalid_argument("a pooling window lies entirely in the padding");
         T w = T(1) / T(cnt);
-        if (kind == 0 && count_include_pad) w = T(1) / T(kh * kw);
+        if (kind == 0 && count_include_pad) {  // the window's extent inside the padded input
+          const Index y0 = oy * sh - ph, x0 = ox * sw - pw;
+          w = T(1) / T((std::min(y0 + kh, H + ph) - y0) * (std::min(x0 + kw, W + pw) - x0));
+        }
         if (kind == 1) w = T(1) / std::sqrt(T(kh * kw));
         p.weight[oy * p.Wo + ox] = w;
       }
