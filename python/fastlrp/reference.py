@@ -443,10 +443,8 @@ def conv_relevance(layer, a, r, rule):
             out[:, :, sl[0], sl[1]] += contrib.reshape(n, c, *contrib.shape[3:])
         return out[:, :, ph:ph + h, pw:pw + w]
 
-    ho_wo = None
-    for _, _, sl in _taps(layer, h, w):
-        ho_wo = ap[:, :, sl[0], sl[1]].shape[2:]
-        break
+    first = next(_taps(layer, h, w))[2]
+    ho_wo = ap[:, :, first[0], first[1]].shape[2:]
     rr = np.asarray(r, dtype=np.float64).reshape(n, G, og, *ho_wo)
     bias = bias[None, :, :, None, None]
 

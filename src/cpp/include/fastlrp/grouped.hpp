@@ -413,18 +413,10 @@ struct GroupedConv {
     }
   }
 
-  // z[o] += x[g(o)*Cg + ci] * w[ci][o], ci in order; Signed: x^+ w[ci][o] + x^- wn[ci][o]
+  // Grouped (not depthwise) pixels: z[o] += x[g(o)*Cg + ci] * w[ci][o], ci in order; Signed:
+  // x^+ w[ci][o] + x^- wn[ci][o]
   template <bool Signed>
   void pixel_forward(const T* __restrict x, const T* __restrict wt, const T* __restrict wn, T* __restrict z) const {
-    if (Cg == 1 && Og == 1) {  // depthwise
-      for (Index c = 0; c < O; ++c) {
-        if (Signed)
-          z[c] = z[c] + std::max(x[c], T(0)) * wt[c] + std::min(x[c], T(0)) * wn[c];
-        else
-          z[c] += x[c] * wt[c];
-      }
-      return;
-    }
     for (Index gi = 0; gi < groups; ++gi)
       for (Index ci = 0; ci < Cg; ++ci) {
         const T xv = x[gi * Cg + ci], xp = std::max(xv, T(0)), xn = std::min(xv, T(0));
@@ -445,19 +437,6 @@ struct GroupedConv {
   template <bool HasS2, bool Second>
   void pixel_backward(const T* __restrict s, const T* __restrict s2, const T* __restrict wt, const T* __restrict w2,
                       T* __restrict gr, T* __restrict gr2) const {
-    if (Cg == 1 && Og == 1) {
-      for (Index c = 0; c < O; ++c) {
-        T a = gr[c] + s[c] * wt[c];
-        if (HasS2) a = a + s2[c] * w2[c];
-        gr[c] = a;
-        if (Second) {
-          T b = gr2[c] + s[c] * w2[c];
-          if (HasS2) b = b + s2[c] * wt[c];
-          gr2[c] = b;
-        }
-      }
-      return;
-    }
     for (Index gi = 0; gi < groups; ++gi)
       for (Index ci = 0; ci < Cg; ++ci) {
         const Index k = ci * O + gi * Og, c = gi * Cg + ci;
