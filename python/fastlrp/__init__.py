@@ -32,6 +32,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name):
+    # fastlrp.dask imports Dask (the optional extra): loaded on first use, not with fastlrp
+    if name == "dask":
+        import importlib
+
+        return importlib.import_module(".dask", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def set_num_threads(n: int | None) -> None:
     """Threads used by every kernel; ``None`` means all cores (the default). Safe to call anytime."""
     if n is None:

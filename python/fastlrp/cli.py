@@ -169,6 +169,11 @@ def cmd_info(args):
 def cmd_explain(args):
     from .explain import LRP
 
+    if Path(args.input).suffix.lower() == ".zarr" or Path(args.input).is_dir():
+        return cmd_explain_dask(args)
+    if args.scheduler:
+        raise ValueError("--scheduler: a Dask cluster explains chunked inputs only (a .zarr store or a folder of "
+                         f".npy chunks), got {args.input}")
     x = load_input(args.input)
     suffix = Path(args.model).suffix.lower()
     layout = image_layout(args, x, suffix)
@@ -198,6 +203,57 @@ def cmd_explain(args):
             r[0], [f"x{k}" for k in range(r.shape[1])], title="sample 0")
         fig.savefig(args.plot, dpi=110)
         print(f"wrote {args.plot}")
+
+
+def cmd_explain_dask(args):
+    """INPUT.zarr (or a folder of .npy chunks) through a Dask cluster into OUT.zarr."""
+    import dataclasses
+    import logging
+
+    try:
+        import distributed
+        from . import dask as fl_dask
+    except ImportError as exc:
+        raise ImportError(f"explaining a chunked input needs the dask extra: pip install \"fastlrp[dask]\" ({exc})") from None
+    from .explain import LRP
+
+    if not args.out.lower().endswith(".zarr"):
+        raise ValueError(f"--out: a chunked input is written to a zarr store (OUT.zarr), got {args.out}")
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # errors reach the user as one line
+    x = fl_dask.open_input(args.input)
+    suffix = Path(args.model).suffix.lower()
+    layout = image_layout(args, x, suffix)
+    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
+    if layout == "nhwc":
+        x = x.transpose(0, 3, 1, 2)
+    lrp = LRP(model, composite_of(args))
+    e = fl_dask.explain(lrp, x, target=args.target, layerwise=args.layerwise)
+    if layout == "nhwc":
+        e = dataclasses.replace(e, relevance=e.relevance.transpose(0, 2, 3, 1))
+    if args.scheduler:
+        try:
+            client = distributed.Client(args.scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ValueError(f"cannot reach the Dask scheduler at {args.scheduler} "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        cluster = None
+    else:
+        from . import get_num_threads
+
+        cluster = distributed.LocalCluster(n_workers=max(1, get_num_threads()), threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.CRITICAL)
+        client = distributed.Client(cluster)
+    where = args.scheduler or f"a local cluster of {len(cluster.workers)} worker processes"
+    try:
+        futures = client.compute(e.to_zarr(args.out, overwrite=True, compute=False))
+        if sys.stderr.isatty() or args.progress:
+            distributed.progress(futures)
+        client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(f"explained {x.shape[0]:,} samples with {lrp.composite.name} on {where}; wrote {args.out}")
 
 
 def main(argv=None) -> int:
@@ -230,8 +286,9 @@ def main(argv=None) -> int:
                                     "with --layerwise).")
     ex.add_argument("model", help="model file, the loader chosen by the extension: "
                                   + ", ".join(f"{k} ({v})" for k, v in MODEL_FORMATS.items()))
-    ex.add_argument("input", help="samples: .npy, .npz (array 'x' or its only array), .csv of numbers, or one "
-                                  "image file (.png, .jpg, ...; scaled to [0, 1])")
+    ex.add_argument("input", help="samples: .npy, .npz (array 'x' or its only array), .csv of numbers, one "
+                                  "image file (.png, .jpg, ...; scaled to [0, 1]), or a chunked input explained on "
+                                  "Dask (the dask extra): a .zarr store or a folder of .npy chunks")
     ex.add_argument("--layout", choices=("auto", "nchw", "nhwc"), default="auto",
                     help="layout of 4-D image inputs; auto: NHWC for Keras and toolbox models (their "
                          "convention), NCHW otherwise. The relevance is saved in the same layout")
@@ -239,7 +296,10 @@ def main(argv=None) -> int:
     ex.add_argument("--target", type=int, help="class to explain for every sample (default: the predicted class)")
     ex.add_argument("--layerwise", action="store_true", help="also save the relevance at every layer boundary")
     ex.add_argument("--batch-size", type=int, default=8192, help="samples per chunk (default: %(default)s)")
-    ex.add_argument("--out", required=True, help="output .npz")
+    ex.add_argument("--out", required=True, help="output .npz (an OUT.zarr store for a chunked input)")
+    ex.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786) to explain a chunked input "
+                                        "on; default: a local cluster of one worker process per core")
+    ex.add_argument("--progress", action="store_true", help="show a progress bar also when stderr is not a terminal")
     ex.add_argument("--plot", help="also write a PNG of the first sample's relevance")
     sub.add_parser("bench", help="the benchmark suite against every importable peer (see: fastlrp bench --help)",
                    add_help=False)

@@ -15,7 +15,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["load_adult", "AdultEncoder", "data_path", "NUMERIC", "CATEGORICAL", "TARGET"]
+__all__ = ["load_adult", "AdultEncoder", "data_path", "adult_rows", "NUMERIC", "CATEGORICAL", "TARGET"]
 
 NUMERIC = ["age", "fnlwgt", "educational-num", "capital-gain", "capital-loss", "hours-per-week"]
 CATEGORICAL = ["workclass", "education", "marital-status", "occupation", "relationship", "race",
@@ -110,3 +110,21 @@ def load_income_model():
 
     meta = json.loads(data_path("income_meta.json").read_text())
     return load(data_path("income_mlp.npz")), AdultEncoder.from_json(meta["encoder"]), meta
+
+
+_ENCODED = {}
+
+
+def adult_rows(start: int, stop: int, dtype=np.float32) -> np.ndarray:
+    """Rows ``start:stop`` of the shipped Adult table, encoded for the income model, repeated
+    cyclically past its end (row i is person ``i % 48842``): a table of any length, made where
+    it is used (a Dask task builds its own chunk from the package's data, nothing is sent)."""
+    if not 0 <= start <= stop:
+        raise ValueError(f"adult_rows: expected 0 <= start <= stop, got {start}, {stop}")
+    key = np.dtype(dtype).str
+    base = _ENCODED.get(key)
+    if base is None:
+        _, enc, _ = load_income_model()
+        table, _ = load_adult()
+        base = _ENCODED[key] = np.ascontiguousarray(enc.transform(table), dtype=dtype)
+    return base[np.arange(start, stop) % len(base)]

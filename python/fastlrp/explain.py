@@ -80,6 +80,11 @@ class LRP:
         self._nets = {}
         self._skip = isinstance(model.layers[-1], L.OUTPUT_NONLINEARITIES)
 
+    def __reduce__(self):
+        # the model crosses as its .npz bytes (see Sequential.__reduce__); the prepared native
+        # networks stay behind and are rebuilt where the copy first runs
+        return LRP, (self.model, self.composite)
+
     def _network(self, dtype, shapes):
         if self._graph:
             return self._graph_net(dtype, shapes)

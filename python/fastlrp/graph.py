@@ -13,8 +13,6 @@ whole graph, forward and LRP, in one call (``src/cpp/include/fastlrp/graph.hpp``
 from __future__ import annotations
 
 import itertools
-import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,7 +286,7 @@ class Model:
     # ---- native format ---------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the graph to a numpy ``.npz`` (no pickles), readable by :func:`fastlrp.load`."""
-        from .model import _GRAPH_FORMAT, layer_entry
+        from .model import _GRAPH_FORMAT, layer_entry, write_npz
 
         arrays, config = {}, []
         for n in self.nodes:
@@ -299,8 +297,12 @@ class Model:
         header = {"format": _GRAPH_FORMAT, "input": {"name": self.input_name,
                                                       "shape": None if self.input_shape is None else list(self.input_shape)},
                   "layers": config}
-        with open(os.fspath(path), "wb") as f:
-            np.savez(f, __config__=np.array(json.dumps(header)), **arrays)
+        write_npz(path, header, arrays)
+
+    def __reduce__(self):
+        from .model import from_bytes, to_bytes
+
+        return from_bytes, (to_bytes(self),)
 
 
 def _one(v, what):

@@ -229,8 +229,12 @@ class Sequential:
         arrays = {}
         config = [layer_entry(layer, f"{k}.", arrays) for k, layer in enumerate(self.layers)]
         header = {"format": _FORMAT, "layers": config}
-        with open(os.fspath(path), "wb") as f:
-            np.savez(f, __config__=np.array(json.dumps(header)), **arrays)
+        write_npz(path, header, arrays)
+
+    def __reduce__(self):
+        # pickle (Dask, multiprocessing) goes through the .npz bytes: nothing but arrays and
+        # JSON crosses, and the way back reads them with allow_pickle=False
+        return from_bytes, (to_bytes(self),)
 
 
 _FORMAT = "fastlrp-model-1"
@@ -251,19 +255,47 @@ _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.
                                         L.Hardswish, L.Hardsigmoid, L.ReLU6, L.Mish)}
 
 
+def write_npz(path, header, arrays) -> None:
+    """The native format: a JSON header and the named arrays, to a path or a binary file object."""
+    if hasattr(path, "write"):
+        np.savez(path, __config__=np.array(json.dumps(header)), **arrays)
+        return
+    with open(os.fspath(path), "wb") as f:
+        np.savez(f, __config__=np.array(json.dumps(header)), **arrays)
+
+
+def to_bytes(model) -> bytes:
+    """A model's ``.npz`` file as bytes (what pickling a model sends)."""
+    import io
+
+    buf = io.BytesIO()
+    model.save(buf)
+    return buf.getvalue()
+
+
+def from_bytes(data: bytes):
+    """The model that :func:`to_bytes` wrote (read like :func:`load`: no pickles)."""
+    import io
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"from_bytes: expected bytes, got {type(data).__name__}")
+    return load(io.BytesIO(bytes(data)))
+
+
 def load(path):
     """Read a model written by :meth:`Sequential.save`; never unpickles anything. A damaged or
     foreign file is a ValueError naming the problem."""
+    name = "<model bytes>" if hasattr(path, "read") else path
     try:
         return _load(path)
     except (ValueError, MemoryError):
         raise
     except OSError as exc:
-        if not os.path.exists(os.fspath(path)):
+        if not hasattr(path, "read") and not os.path.exists(os.fspath(path)):
             raise ValueError(f"{path}: cannot read a fastlrp model ({exc})") from None
-        raise ValueError(f"{path}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise ValueError(f"{name}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
     except Exception as exc:  # noqa: BLE001 - whatever a damaged archive makes zipfile/numpy raise
-        raise ValueError(f"{path}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise ValueError(f"{name}: not a readable fastlrp model ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 class _SafeNpz:
@@ -273,11 +305,11 @@ class _SafeNpz:
     def __init__(self, path):
         import zipfile
 
-        self.path = path
+        self.path = "<model bytes>" if hasattr(path, "read") else path
         try:
-            self.zip = zipfile.ZipFile(os.fspath(path))
+            self.zip = zipfile.ZipFile(path if hasattr(path, "read") else os.fspath(path))
         except zipfile.BadZipFile:
-            raise ValueError(f"{path}: expected a .npz archive written by Sequential.save (not a zip file)") from None
+            raise ValueError(f"{self.path}: expected a .npz archive written by Sequential.save (not a zip file)") from None
         self.files = [n[:-4] for n in self.zip.namelist() if n.endswith(".npy")]
 
     def __getitem__(self, key):
@@ -309,6 +341,7 @@ class _SafeNpz:
 
 def _load(path):
     npz = _SafeNpz(path)
+    path = npz.path
     with npz:
         if "__config__" not in npz.files:
             raise ValueError(f"{path}: no '__config__' entry; not a fastlrp model file")
