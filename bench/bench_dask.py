@@ -27,7 +27,6 @@ allocated meanwhile (`tracemalloc`).
 """
 
 import argparse
-import resource
 import tempfile
 import time
 import tracemalloc
@@ -89,7 +88,7 @@ def memory_row(n_rows, folder, chunk=25_000):
         seconds = time.perf_counter() - t
         _, client_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        peaks = client.run(fl.dask.peak_rss_mib)
     return (f"| {n_rows:,} | {n_rows * 108 * 4 / 2**20:,.0f} MiB | {max(peaks.values()):,.0f} MiB "
             f"| {client_peak / 2**20:.1f} MiB | {seconds:.1f} s |")
 
@@ -99,11 +98,23 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--images", type=int, default=20_000)
+    ap.add_argument("--memory-only", action="store_true", help="only the memory table")
     args = ap.parse_args()
 
     print(f"machine: {machine()}; fastlrp isa {fl.build_info()['isa']}; dask {dask.__version__}, "
           f"distributed {distributed.__version__}; medians of {args.repeat} (min-max), samples/s")
     print()
+    if not args.memory_only:
+        speed(args)
+    print()
+    print("| Adult rows to zarr | relevance size | worker peak RSS (max of 2) | allocated by this process | time |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for n in (100_000, 1_000_000):
+            print(memory_row(n, folder), flush=True)
+
+
+def speed(args):
     print("| workload | N | chunk | 1 process, 2 threads | 1 process, 1 thread | cluster 2 workers x 1 thread "
           "| cluster overhead vs 2 threads |")
     print("|---|---|---|---|---|---|---|")
@@ -138,12 +149,6 @@ def main():
     finally:
         client.close()
         cluster.close()
-    print()
-    print("| Adult rows to zarr | relevance size | worker peak RSS (max of 2) | allocated by this process | time |")
-    print("|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as folder:
-        for n in (100_000, 1_000_000):
-            print(memory_row(n, folder), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ memory flat in N, and the CLI's zarr path."""
 
 import os
 import pickle
-import resource
 import signal
 import subprocess
 import sys
@@ -219,7 +218,7 @@ def _peak_rss(n_rows, tmp_path, chunk=25_000):
         e.to_zarr(str(tmp_path / f"rel{n_rows}.zarr"))
         _, client_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        peaks = client.run(fl.dask.peak_rss_mib)
         left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
     stored = zarr.open_group(str(tmp_path / f"rel{n_rows}.zarr"), mode="r")
     return max(peaks.values()), client_peak, left, stored

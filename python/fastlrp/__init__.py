@@ -8,14 +8,14 @@
 
 from __future__ import annotations
 
-from . import composites, rules
+from . import composites, evaluate, rules
 from ._native import core as _core
 from .composites import ByIndex, ByType, Composite, First, Name
 from .explain import LRP, Explanation
 from .io import from_keras, from_onnx, from_sklearn, from_torch
 from .graph import Input, Model
-from .layers import (ELU, GELU, SELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d,
-                     Dense, Dropout, Flatten, Hardsigmoid, Hardswish, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d,
+from .layers import (ELU, GELU, SELU, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ChannelShuffle,
+                     Chunk, Concat, Conv2d, Dense, Narrow, Dropout, Flatten, Hardsigmoid, Hardswish, Identity, Layer, LeakyReLU, LogSoftmax, MaxPool2d,
                      Mish, Mul, ReLU, ReLU6, Sigmoid, SiLU, Softmax, SumPool2d, Tanh)
 from .model import Sequential, fold_batchnorm, load
 
@@ -28,7 +28,7 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d",
     "set_num_threads", "from_sklearn", "from_torch", "from_keras", "from_onnx", "get_num_threads",
     "build_info", "Input", "Model", "Add", "Concat", "Name", "Mul", "SiLU", "GELU", "Hardswish", "Hardsigmoid",
-    "ReLU6", "Mish",
+    "ReLU6", "Mish", "ChannelShuffle", "Chunk", "Narrow", "evaluate",
 ]
 
 

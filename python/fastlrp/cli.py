@@ -1,4 +1,4 @@
-"""The `fastlrp` command line: demo, info, explain, bench."""
+"""The `fastlrp` command line: demo, info, explain, evaluate, bench."""
 
 from __future__ import annotations
 
@@ -256,6 +256,38 @@ def cmd_explain_dask(args):
     print(f"explained {x.shape[0]:,} samples with {lrp.composite.name} on {where}; wrote {args.out}")
 
 
+def cmd_evaluate(args):
+    """Explain INPUT with each --composite, evaluate by region perturbation, print the table,
+    save the plot."""
+    from .evaluate import compare
+
+    x = load_input(args.input)
+    suffix = Path(args.model).suffix.lower()
+    layout = image_layout(args, x, suffix)
+    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
+    x = np.asarray(x)
+    if layout == "nhwc":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        if Path(args.input).suffix.lower() in IMAGE_FORMATS:
+            x = fit_channels(x, model)
+    from . import composites
+
+    chosen = {name: composites.get(name) for name in (args.composite or ["epsilon_plus_flat"])}
+    if not args.no_random:
+        chosen["random order"] = None
+    fill = args.fill
+    try:
+        fill = float(fill)
+    except ValueError:
+        pass
+    res = compare(model, x, chosen, target=args.target, region=args.region if x.ndim == 4 else 1, steps=args.steps,
+                  fill=fill, seed=args.seed)
+    print(res)
+    if args.out:
+        res.plot(args.out)
+        print(f"wrote {args.out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastlrp", description="Fast Layer-wise Relevance Propagation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -301,6 +333,22 @@ def main(argv=None) -> int:
                                         "on; default: a local cluster of one worker process per core")
     ex.add_argument("--progress", action="store_true", help="show a progress bar also when stderr is not a terminal")
     ex.add_argument("--plot", help="also write a PNG of the first sample's relevance")
+    ev = sub.add_parser("evaluate", help="compare composites by how faithful their heatmaps are (perturbation, AOPC)",
+                        description="Explain INPUT with each composite, remove the most (MoRF) and least (LeRF) "
+                                    "relevant regions first and report the area over the perturbation curve (AOPC; "
+                                    "higher MoRF and MoRF - LeRF: more faithful), against a random order.")
+    ev.add_argument("model", help="model file (as for explain)")
+    ev.add_argument("input", help="samples: .npy, .npz, .csv or an image file (as for explain)")
+    ev.add_argument("--composite", action="append", help="a composite preset; repeat to compare several "
+                                                         "(default: epsilon_plus_flat)")
+    ev.add_argument("--region", type=int, default=2, help="square region side in pixels (default: %(default)s)")
+    ev.add_argument("--steps", type=int, help="regions removed (default: all)")
+    ev.add_argument("--fill", default="zero", help="zero, mean, uniform, blur or a number (default: %(default)s)")
+    ev.add_argument("--target", type=int, help="class to evaluate (default: the predicted class)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random order and uniform fill")
+    ev.add_argument("--no-random", action="store_true", help="leave out the random-order baseline")
+    ev.add_argument("--layout", choices=("auto", "nchw", "nhwc"), default="auto", help="layout of 4-D image inputs")
+    ev.add_argument("--out", help="PNG of the mean perturbation curves")
     sub.add_parser("bench", help="the benchmark suite against every importable peer (see: fastlrp bench --help)",
                    add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -316,6 +364,8 @@ def main(argv=None) -> int:
             run(args.out, args.composite)
         elif args.command == "info":
             cmd_info(args)
+        elif args.command == "evaluate":
+            cmd_evaluate(args)
         else:
             cmd_explain(args)
     except (ValueError, TypeError, OSError, ImportError) as exc:  # ImportError: an optional reader's package

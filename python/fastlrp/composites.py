@@ -136,7 +136,7 @@ def _selector(s):
 
 def default_rule(layer) -> Rule | None:
     """The rule a layer gets when no composite entry reaches it (None: it needs one)."""
-    if isinstance(layer, (L._Elementwise, L.MaxPool2d, L.Concat, L.Mul)):
+    if isinstance(layer, (L._Elementwise, L.MaxPool2d, L.Concat, L.Mul, L._Gather)):
         return Pass()  # a MaxPool2d distributes by its mode, a Concat by slices, a Mul to its signal
     if isinstance(layer, (L.BatchNorm1d, L.Add) + L.LINEAR_POOLS):
         return Epsilon()
@@ -159,6 +159,9 @@ def check_applicable(layer, rule, index, name=None) -> None:
         if not isinstance(rule, Pass):
             raise ValueError(f"node {index} ({layer!r}) cuts relevance back into its inputs and takes only Pass, "
                              f"got {rule!r}")
+    elif isinstance(layer, L._Gather):
+        if not isinstance(rule, Pass):
+            raise ValueError(f"layer {index} ({layer!r}) moves values and takes only Pass, got {rule!r}")
     elif isinstance(layer, L._Elementwise):
         if not isinstance(rule, Pass):
             raise ValueError(f"layer {index} ({layer!r}) is element-wise and takes only Pass, got {rule!r}")

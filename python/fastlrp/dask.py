@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .explain import LRP, Explanation
 
-__all__ = ["explain", "DaskExplanation", "worker_threads", "open_input", "is_chunked_input"]
+__all__ = ["explain", "DaskExplanation", "worker_threads", "open_input", "is_chunked_input", "peak_rss_mib"]
 
 
 @dataclass
@@ -92,6 +92,17 @@ def worker_threads() -> int | None:
     if n is None:  # pragma: no cover - older and newer distributed spell it differently
         n = worker.state.nthreads
     return int(n)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB since it started (Linux ``VmHWM``: the
+    high-water mark of its own address space; ``getrusage``'s maxrss would include the parent's
+    memory at fork time). For ``client.run(fl.dask.peak_rss_mib)`` on the workers."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status (not Linux?)")
 
 
 def _explain_chunk(lrp, x, target, layerwise):

@@ -67,6 +67,21 @@ def run(out_dir="fastlrp-demo", composite: str = "epsilon", echo=print) -> dict:
     for k in np.argsort(-np.abs(per_attr[person]))[:6]:
         echo(f"  {names[k]:<16}= {str(table[names[k]][row]):<22} R = {per_attr[person, k]:+.4f}")
 
+    # how faithful are these explanations? Remove the most relevant attributes first (each
+    # one-hot column or number set to its mean over the test set) and watch the logit fall
+    from .evaluate import perturbation
+
+    sub = slice(0, min(2000, len(x)))
+    other = "w2_epsilon" if composite == "epsilon" else "epsilon"
+    rel_other = LRP(model, other)(x[sub]).relevance
+    echo("")
+    echo(f"Faithfulness (first {sub.stop} test people; the 20 most relevant input columns set to their mean, one per "
+         "step; AOPC = mean fall of the logit, higher is more faithful):")
+    for label, rel, order in ((composite, e.relevance[sub], "morf"), (other, rel_other, "morf"),
+                              ("random order", None, "random")):
+        res = perturbation(model, x[sub], rel, order=order, steps=20, fill="mean", seed=0)
+        echo(f"  AOPC {label:<14}{res.mean_aopc:+.4f}")
+
     from . import plot
 
     files = {}

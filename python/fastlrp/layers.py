@@ -14,7 +14,7 @@ __all__ = [
     "Layer", "Dense", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ELU", "SELU", "Softmax",
     "LogSoftmax", "Dropout", "Flatten", "Identity", "BatchNorm1d", "BatchNorm2d", "Conv2d",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "SumPool2d", "Add", "Concat", "Mul", "SiLU", "GELU",
-    "Hardswish", "Hardsigmoid", "ReLU6", "Mish",
+    "Hardswish", "Hardsigmoid", "ReLU6", "Mish", "ChannelShuffle", "Chunk", "Narrow",
 ]
 
 
@@ -312,7 +312,7 @@ class Conv2d(Layer):
         ``groups == in_channels`` is a depthwise convolution. Every LRP rule applies within a group.
     """
 
-    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_end=None):
         self.weight = as_param_array(weight, "Conv2d weight", ndim=4)
         if 0 in self.weight.shape:
             raise ValueError(f"Conv2d weight: expected a non-empty (out, in/groups, kh, kw) array, got shape {self.weight.shape}")
@@ -327,7 +327,17 @@ class Conv2d(Layer):
         if self.bias.shape != (out_c,):
             raise ValueError(f"Conv2d bias: expected shape ({out_c},) to match weight {self.weight.shape}, got {self.bias.shape}")
         self.stride = _pair(stride, "Conv2d stride", 1)
+        if (isinstance(padding, (tuple, list)) and len(padding) == 2
+                and all(isinstance(p, (tuple, list)) for p in padding)):  # ((top, bottom), (left, right))
+            if padding_end is not None:
+                raise ValueError("Conv2d padding: give ((top, bottom), (left, right)) or padding with padding_end, "
+                                 "not both")
+            (top, bottom), (left, right) = (_pair(tuple(p), "Conv2d padding", 0) for p in padding)
+            padding, padding_end = (top, left), (bottom, right)
         self.padding = _pair(padding, "Conv2d padding", 0)
+        #: the zero padding after the image (bottom, right); equal to ``padding`` but for the
+        #: uneven 'same' padding of strided Keras/TensorFlow convolutions
+        self.padding_end = self.padding if padding_end is None else _pair(padding_end, "Conv2d padding_end", 0)
         self.dilation = _pair(dilation, "Conv2d dilation", 1)
 
     @property
@@ -349,16 +359,18 @@ class Conv2d(Layer):
         if c != self.in_channels:
             hint = " (an NHWC input? fastlrp takes NCHW)" if w == self.in_channels else ""
             raise ValueError(f"expects {self.in_channels} input channels, got {c} (input shape {shape}){hint}")
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        hp, wp = h + self.padding[0] + self.padding_end[0], w + self.padding[1] + self.padding_end[1]
         eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        if eh > h + 2 * ph or ew > w + 2 * pw:
+        if eh > hp or ew > wp:
             raise ValueError(f"kernel {kh}x{kw} (dilation {dh}x{dw}, extent {eh}x{ew}) is larger than the padded "
-                             f"input {h + 2 * ph}x{w + 2 * pw}")
-        return (self.out_channels, _window_out(h, kh, sh, ph, dh), _window_out(w, kw, sw, pw, dw))
+                             f"input {hp}x{wp}")
+        return (self.out_channels, (hp - eh) // sh + 1, (wp - ew) // sw + 1)
 
     def __repr__(self) -> str:
         kh, kw = self.kernel_size
         extra = "".join(f", {n}={v}" for n, v, d in (("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
+                                                     ("padding_end", self.padding_end, self.padding),
                                                      ("dilation", self.dilation, (1, 1)), ("groups", self.groups, 1))
                         if v != d)
         return f"Conv2d({self.in_channels} -> {self.out_channels}, {kh}x{kw}{extra})"
@@ -519,3 +531,95 @@ DENSE_LAYERS: tuple = (Dense,)
 CONV_LAYERS: tuple = (Conv2d,)
 #: fixed-weight linear pools (rule Epsilon by default, any rule allowed)
 LINEAR_POOLS: tuple = (AvgPool2d, SumPool2d, AdaptiveAvgPool2d)
+
+
+class _Gather(Layer):
+    """Data movement along the channel axis: every output value is one input value. LRP:
+    ``Pass``, the relevance goes back with its value (an input channel that no output takes
+    gets none here; in a graph its other consumers send it theirs)."""
+
+    def source_channels(self, channels: int) -> np.ndarray:
+        """The input channel of every output channel."""
+        raise NotImplementedError
+
+    def output_shape(self, shape: tuple) -> tuple:
+        shape = tuple(int(v) for v in shape)
+        if len(shape) not in (1, 3):
+            raise ValueError(f"{self!r} takes (C, H, W) images or (features,), got input of shape {shape}")
+        return (len(self.source_channels(shape[0])),) + shape[1:]
+
+    def gather_index(self, shape: tuple) -> np.ndarray:
+        """Per output value, its input value's position in the core's layout (NHWC rows for
+        images: pixel-major, channels innermost)."""
+        shape = tuple(int(v) for v in shape)
+        src = self.source_channels(shape[0]).astype(np.int64)
+        pixels = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+        return np.ascontiguousarray((np.arange(pixels, dtype=np.int64)[:, None] * shape[0] + src[None, :]).ravel())
+
+
+def _positive_int(v, what):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 1:
+        raise ValueError(f"{what}: expected an int >= 1, got {v!r}")
+    return int(v)
+
+
+class ChannelShuffle(_Gather):
+    """ShuffleNet's channel shuffle, as ``torch.nn.ChannelShuffle(groups)``: the channels, seen as
+    a (groups, C/groups) grid, are read out column by column. A fixed permutation: LRP moves the
+    relevance back by its inverse."""
+
+    def __init__(self, groups: int):
+        self.groups = _positive_int(groups, "ChannelShuffle groups")
+
+    def source_channels(self, channels: int) -> np.ndarray:
+        g = self.groups
+        if channels % g:
+            raise ValueError(f"ChannelShuffle(groups={g}): the channel count {channels} is not a multiple of {g}")
+        k = np.arange(channels)
+        return (k % g) * (channels // g) + k // g
+
+    def __repr__(self) -> str:
+        return f"ChannelShuffle(groups={self.groups})"
+
+
+class Chunk(_Gather):
+    """One piece of ``torch.chunk(x, chunks, dim=1)``: pieces of ``ceil(C / chunks)`` channels,
+    the last one shorter; ``index`` picks one. ``x1, x2 = x.chunk(2, dim=1)`` is
+    ``Chunk(2, 0)(x), Chunk(2, 1)(x)``."""
+
+    def __init__(self, chunks: int, index: int):
+        self.chunks = _positive_int(chunks, "Chunk chunks")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < self.chunks:
+            raise ValueError(f"Chunk index: expected an int in [0, {self.chunks}), got {index!r}")
+        self.index = int(index)
+
+    def source_channels(self, channels: int) -> np.ndarray:
+        size = -(-channels // self.chunks)
+        start, stop = self.index * size, min(channels, (self.index + 1) * size)
+        if start >= stop:
+            raise ValueError(f"{self!r}: {channels} channels make only {-(-channels // size)} chunks of {size}; "
+                             f"chunk {self.index} does not exist")
+        return np.arange(start, stop)
+
+    def __repr__(self) -> str:
+        return f"Chunk(chunks={self.chunks}, index={self.index})"
+
+
+class Narrow(_Gather):
+    """Channels ``start`` to ``start + length`` (``torch.narrow(x, 1, start, length)``, a slice
+    ``x[:, start:start + length]``; an ONNX ``Split`` or ``Slice`` of the channels)."""
+
+    def __init__(self, start: int, length: int):
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or int(start) < 0:
+            raise ValueError(f"Narrow start: expected an int >= 0, got {start!r}")
+        self.start = int(start)
+        self.length = _positive_int(length, "Narrow length")
+
+    def source_channels(self, channels: int) -> np.ndarray:
+        if self.start + self.length > channels:
+            raise ValueError(f"{self!r}: channels {self.start} to {self.start + self.length} of an input with "
+                             f"{channels}")
+        return np.arange(self.start, self.start + self.length)
+
+    def __repr__(self) -> str:
+        return f"Narrow(start={self.start}, length={self.length})"

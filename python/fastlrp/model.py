@@ -35,7 +35,7 @@ def _fold(layers):
                 scale = layer.scale.astype(np.float64)
                 w = prev.weight.astype(np.float64) * scale[:, None, None, None]
                 b = (prev.bias.astype(np.float64) - layer.mean) * scale + layer.bias
-                out[-1] = L.Conv2d(w, b, prev.stride, prev.padding, prev.dilation, prev.groups)
+                out[-1] = L.Conv2d(w, b, prev.stride, prev.padding, prev.dilation, prev.groups, prev.padding_end)
                 continue
         elif isinstance(layer, L.BatchNorm1d) and isinstance(prev, L.Dense) and prev.out_features == layer.in_features:
             scale = layer.scale.astype(np.float64)
@@ -242,17 +242,19 @@ _GRAPH_FORMAT = "fastlrp-graph-1"
 _PARAMS = {L.Dense: ("weight", "bias"), L.Conv2d: ("weight", "bias"), L.BatchNorm1d: ("mean", "var", "weight", "bias"),
            L.BatchNorm2d: ("mean", "var", "weight", "bias")}
 _SCALARS = {L.LeakyReLU: ("negative_slope",), L.ELU: ("alpha",), L.Dropout: ("p",), L.BatchNorm1d: ("eps",),
-            L.BatchNorm2d: ("eps",), L.Conv2d: ("stride", "padding", "dilation", "groups"),
+            L.BatchNorm2d: ("eps",), L.Conv2d: ("stride", "padding", "dilation", "groups", "padding_end"),
             L.GELU: ("approximate",),
             L.MaxPool2d: ("kernel_size", "stride", "padding", "mode", "ceil_mode"),
             L.AvgPool2d: ("kernel_size", "stride", "padding", "count_include_pad", "ceil_mode"),
             L.SumPool2d: ("kernel_size", "stride", "padding"), L.AdaptiveAvgPool2d: ("output_size",),
-            L.Concat: ("axis",)}
+            L.Concat: ("axis",), L.ChannelShuffle: ("groups",), L.Chunk: ("chunks", "index"),
+            L.Narrow: ("start", "length")}
 _TYPES = {cls.__name__: cls for cls in (L.Dense, L.ReLU, L.LeakyReLU, L.Tanh, L.Sigmoid, L.ELU, L.SELU,
                                         L.Softmax, L.LogSoftmax, L.Dropout, L.Flatten, L.Identity, L.BatchNorm1d,
                                         L.BatchNorm2d, L.Conv2d, L.MaxPool2d, L.AvgPool2d, L.SumPool2d,
                                         L.AdaptiveAvgPool2d, L.Add, L.Concat, L.Mul, L.SiLU, L.GELU,
-                                        L.Hardswish, L.Hardsigmoid, L.ReLU6, L.Mish)}
+                                        L.Hardswish, L.Hardsigmoid, L.ReLU6, L.Mish, L.ChannelShuffle, L.Chunk,
+                                        L.Narrow)}
 
 
 def write_npz(path, header, arrays) -> None:
@@ -454,7 +456,8 @@ def lower_layer(sink, layer, rule, shape, dtype, where):
     elif isinstance(layer, L.Conv2d):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
         w = layer.weight.transpose(0, 2, 3, 1).reshape(layer.out_channels, -1)  # (out, kh*kw*C)
-        sink.add_conv(*shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, layer.groups, native, low, high)
+        sink.add_conv(*shape, c(w), c(layer.bias), kh, kw, sh, sw, ph, pw, dh, dw, layer.groups, native, low, high,
+                      *layer.padding_end)
     elif isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
         if isinstance(layer, L.AdaptiveAvgPool2d):
             (kh, kw), (sh, sw), (ph, pw) = layer.output_size, (1, 1), (0, 0)
@@ -464,6 +467,8 @@ def lower_layer(sink, layer, rule, shape, dtype, where):
                       getattr(layer, "mode", "winner") == "avg", native, low, getattr(layer, "ceil_mode", False))
     elif isinstance(layer, L.Flatten) and len(shape) == 3:
         sink.add_flatten(*shape)
+    elif isinstance(layer, L._Gather):
+        sink.add_gather(width, layer.gather_index(shape))
     elif isinstance(layer, L._Elementwise):
         sink.add_activation(layer._code, layer.param, width)
     elif isinstance(layer, L.BatchNorm1d):  # also BatchNorm2d (per channel, tiled over H, W)

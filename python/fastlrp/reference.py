@@ -81,9 +81,16 @@ def dense_relevance(a, weight, bias, r, rule, connected=None, in_shape=None):
     raise ValueError(f"the reference has no Dense formula for {rule!r}")
 
 
+def pads_of(layer):
+    """A Conv2d's zero padding as (top, bottom, left, right)."""
+    (ph, pw), (eh, ew) = layer.padding, getattr(layer, "padding_end", layer.padding)
+    return ph, eh, pw, ew
+
+
 def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
-    """Cross-correlation of NCHW x with weight (out, in/groups, kh, kw), zero padding, as torch;
-    a grouped convolution is one convolution per slice of channels."""
+    """Cross-correlation of NCHW x with weight (out, in/groups, kh, kw), zero padding (ph, pw) on
+    both sides, as torch, or (top, bottom, left, right); a grouped convolution is one convolution
+    per slice of channels."""
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
     if groups > 1:
@@ -93,10 +100,11 @@ def conv2d(x, weight, bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), grou
                                for g in range(groups)], axis=1)
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
+    (sh, sw), (dh, dw) = stride, dilation
+    ph, eh, pw, ew = padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
+    ho = (h + ph + eh - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + pw + ew - dw * (kw - 1) - 1) // sw + 1
+    xp = np.zeros((n, c, h + ph + eh, w + pw + ew))
     xp[:, :, ph:ph + h, pw:pw + w] = x
     out = np.zeros((n, o, ho, wo))
     for ky in range(kh):
@@ -184,7 +192,7 @@ def forward_layer(layer, a):
     if isinstance(layer, L.Dense):
         return a @ layer.weight.T + layer.bias
     if isinstance(layer, L.Conv2d):
-        return conv2d(a, layer.weight, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        return conv2d(a, layer.weight, layer.bias, layer.stride, pads_of(layer), layer.dilation, layer.groups)
     if isinstance(layer, (L._Pool, L.AdaptiveAvgPool2d)):
         return pool2d(layer, a)
     if isinstance(layer, L.BatchNorm2d):
@@ -195,6 +203,8 @@ def forward_layer(layer, a):
         return (a - layer.mean) / np.sqrt(layer.var + layer.eps) * layer.weight + layer.bias
     if isinstance(layer, L.Flatten):
         return a.reshape(a.shape[0], -1)
+    if isinstance(layer, L._Gather):
+        return a[:, layer.source_channels(a.shape[1])]
     if isinstance(layer, (L.Identity, L.Dropout)):
         return a
     if isinstance(layer, L.ReLU):
@@ -266,6 +276,10 @@ def layer_relevance(layer, rule, a, z, r):
     """Relevance at the input ``a`` of one single-input layer with output ``z`` under ``rule``."""
     if isinstance(layer, L.MaxPool2d):  # its mode decides, not a rule
         return maxpool_relevance(layer, a, r)
+    if isinstance(layer, L._Gather):  # each value back to where it came from
+        back = np.zeros_like(a)
+        back[:, layer.source_channels(a.shape[1])] = r
+        return back
     if isinstance(rule, R.Pass):
         return r.reshape(a.shape)  # element-wise layers, and Flatten back to its input's shape
     if isinstance(layer, L.Dense):
@@ -354,7 +368,7 @@ def _spatial_relevance(layer, a, r, rule):
         return conv_relevance(_pool_as_conv(layer, shape), a, r, rule)
     if isinstance(layer, L.Conv2d):
         def fn(v, weight=layer.weight):
-            return conv2d(v, weight, np.zeros(layer.out_channels), layer.stride, layer.padding, layer.dilation,
+            return conv2d(v, weight, np.zeros(layer.out_channels), layer.stride, pads_of(layer), layer.dilation,
                           layer.groups)
         m = linear_map(fn, shape)
         connected = linear_map(lambda v: fn(v, np.ones_like(layer.weight)), shape) != 0
@@ -391,9 +405,9 @@ def _pool_as_conv(layer, shape):
 def _taps(layer, h, w):
     """Per tap (ky, kx): the slices of the zero-padded input that the tap reads for every output."""
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
-    (ph, pw) = layer.padding
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    ph, eh, pw, ew = pads_of(layer)
+    ho = (h + ph + eh - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + pw + ew - dw * (kw - 1) - 1) // sw + 1
     for ky in range(kh):
         for kx in range(kw):
             yield ky, kx, (slice(ky * dh, ky * dh + sh * (ho - 1) + 1, sh), slice(kx * dw, kx * dw + sw * (wo - 1) + 1, sw))
@@ -409,12 +423,12 @@ def conv_relevance(layer, a, r, rule):
     G = layer.groups
     o = layer.out_channels
     cg, og = c // G, o // G
-    (ph, pw) = layer.padding
+    ph, eh, pw, ew = pads_of(layer)
     weight = np.asarray(layer.weight, dtype=np.float64).reshape(G, og, cg, *layer.kernel_size)
     bias = np.asarray(layer.bias, dtype=np.float64).reshape(G, og)
 
     def pad(v):
-        out = np.zeros(v.shape[:2] + (h + 2 * ph, w + 2 * pw))
+        out = np.zeros(v.shape[:2] + (h + ph + eh, w + pw + ew))
         out[:, :, ph:ph + h, pw:pw + w] = v
         return out
 
@@ -437,7 +451,7 @@ def conv_relevance(layer, a, r, rule):
             z = z + coef(sl, weight[:, :, :, ky, kx][None, :, :, :, None, None]).sum(axis=3)
         z = z + d
         s = divide(rr.reshape(z.shape), z, eps)
-        out = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
+        out = np.zeros((n, c, h + ph + eh, w + pw + ew))
         for ky, kx, sl in _taps(layer, h, w):
             contrib = (coef(sl, weight[:, :, :, ky, kx][None, :, :, :, None, None]) * s[:, :, :, None]).sum(axis=2)
             out[:, :, sl[0], sl[1]] += contrib.reshape(n, c, *contrib.shape[3:])

@@ -8,6 +8,17 @@ namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
 namespace kernels {
 
+// Y[n, j] = X[n, idx[j]], 0 where idx[j] == -1: copies only, bit-exact.
+template <class T>
+static void gather_rows(const ConstMatrixMap<T>& X, MatrixMap<T>& Y, const std::vector<Index>& idx, int threads) {
+  for_segments(X.rows(), Y.cols(), threads, [&](Index n, Index c0, Index len) {
+    const T* x = X.row(n).data();
+    T* y = Y.row(n).data();
+    const Index* k = idx.data();
+    for (Index j = c0; j < c0 + len; ++j) y[j] = k[j] < 0 ? T(0) : x[k[j]];
+  });
+}
+
 template <class T>
 void Layer<T>::forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) const {
   switch (kind) {
@@ -16,6 +27,7 @@ void Layer<T>::forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) 
     case LayerKind::GroupedConv: grouped.forward(A, Y, threads); return;
     case LayerKind::Pool: pool.forward(A, Y, threads); return;
     case LayerKind::Flatten: flatten(A, Y, false); return;
+    case LayerKind::Gather: gather_rows(A, Y, gather, threads); return;
     case LayerKind::Affine:
       for_segments(A.rows(), in, threads, [&](Index n, Index c0, Index len) {
         Y.row(n).segment(c0, len).array() =
@@ -44,6 +56,7 @@ void Layer<T>::backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, 
     case LayerKind::GroupedConv: grouped.backward(A, Z, R, Rin, ws, threads); return;
     case LayerKind::Pool: pool.backward(A, Z, R, Rin, threads); return;
     case LayerKind::Flatten: flatten(R, Rin, true); return;
+    case LayerKind::Gather: gather_rows(R, Rin, scatter, threads); return;
     case LayerKind::Affine: affine.backward(A, Z, R, Rin); return;
     case LayerKind::Activation:  // Pass
       for_segments(R.rows(), in, threads, [&](Index n, Index c0, Index len) {

@@ -17,6 +17,13 @@ def same_padding(kernel, stride, dilation) -> tuple | None:
     return tuple(pads)
 
 
+def tf_same_padding(size: int, k: int, s: int, d: int = 1) -> tuple:
+    """(before, after) zeros of TensorFlow's (and torch's) 'same' padding along one axis of
+    ``size``: ceil(size / s) outputs; an odd total puts the extra zero after."""
+    total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
 def last_is_image(layers) -> bool:
     """Whether the layers built so far end on an image (for a BatchNorm: 2d or 1d)."""
     for layer in reversed(layers):

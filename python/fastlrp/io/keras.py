@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 
 from .. import layers as L
-from ._common import last_is_image, same_padding
+from ._common import last_is_image, same_padding, tf_same_padding
 from ..model import Sequential
 
 SUPPORTED = ("InputLayer", "Add", "Concatenate (channels)", "Multiply (a gate)", "DepthwiseConv2D", "ZeroPadding2D (before Conv2D/pooling)", "Dense", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
@@ -259,7 +259,7 @@ def _convert(cls, cfg, where, weights, name, shape, hwc, image):
         bias = _read(vars_[1], (c * mult,), f"{where} bias") if cfg.get("use_bias", True) else None
         stride = _pair(cfg.get("strides", 1), f"{where} strides")
         dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
-        pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
+        pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where, _hw(shape, image))
         # output channel c * multiplier + j reads input channel c with kernel[:, :, c, j]
         w = kernel.reshape(kh, kw, c * mult).transpose(2, 0, 1)[:, None]
         new = [L.Conv2d(np.ascontiguousarray(w), bias, stride, pad, dil, groups=c),
@@ -274,7 +274,7 @@ def _convert(cls, cfg, where, weights, name, shape, hwc, image):
         kh, kw = kshape[:2]
         stride = _pair(cfg.get("strides", 1), f"{where} strides")
         dil = _pair(cfg.get("dilation_rate", 1), f"{where} dilation_rate")
-        pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where)
+        pad = _padding(cfg.get("padding", "valid"), (kh, kw), stride, dil, where, _hw(shape, image))
         new = [L.Conv2d(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias, stride, pad, dil,
                         groups=int(cfg.get("groups", 1) or 1)),
                _activation(cfg.get("activation"), where)]
@@ -365,17 +365,15 @@ def _inbound(entry, where):
 
 
 def _sym_padding(pad, where):
-    """ZeroPadding2D's ((top, bottom), (left, right)) as a symmetric (ph, pw)."""
+    """ZeroPadding2D's padding as ((top, bottom), (left, right))."""
     if isinstance(pad, int):
-        return (pad, pad)
+        return ((pad, pad), (pad, pad))
     if isinstance(pad, list) and len(pad) == 2 and all(isinstance(v, int) for v in pad):
-        return tuple(pad)
+        return ((pad[0], pad[0]), (pad[1], pad[1]))
     if (isinstance(pad, list) and len(pad) == 2 and all(isinstance(v, list) and len(v) == 2 for v in pad)
-            and all(isinstance(x, int) for v in pad for x in v)):
-        (t, b), (left, r) = pad
-        if t == b and left == r:
-            return (t, left)
-    raise ValueError(f"{where}: padding {pad!r} is not supported (only symmetric padding)")
+            and all(isinstance(x, int) and x >= 0 for v in pad for x in v)):
+        return tuple(tuple(v) for v in pad)
+    raise ValueError(f"{where}: padding {pad!r} is not supported (an int, a pair, or ((top, bottom), (left, right)))")
 
 
 def _build_functional(config, weights, input_shape, path):
@@ -456,7 +454,8 @@ def _build_functional(config, weights, input_shape, path):
             continue
         shape = src["shape"]
         if src["pad"]:  # the layer sees the padded image
-            shape = (shape[0] + 2 * src["pad"][0], shape[1] + 2 * src["pad"][1], shape[2])
+            (t, b), (left, r) = src["pad"]
+            shape = (shape[0] + t + b, shape[1] + left + r, shape[2])
         new, hwc = _convert(cls, lcfg, where, weights, name, shape, src["hwc"], len(shape) == 3)
         new = [layer for layer in new if layer is not None]
         if src["pad"]:
@@ -493,9 +492,14 @@ def _step(layer, seen, shape, hwc, where):
 
 
 def _with_padding(layer, pad, after_relu, where):
-    """A Conv2D/pooling layer that reads a ZeroPadding2D's output, as one layer with that padding."""
-    if isinstance(layer, L.Conv2d) and layer.padding == (0, 0):
+    """A Conv2D/pooling layer that reads a ZeroPadding2D's output, as one layer with that padding
+    (((top, bottom), (left, right)); uneven only for a convolution)."""
+    if isinstance(layer, L.Conv2d) and layer.padding == (0, 0) and layer.padding_end == (0, 0):
         return L.Conv2d(layer.weight, layer.bias, layer.stride, pad, layer.dilation, layer.groups)
+    (t, b), (left, r) = pad
+    if (t, left) != (b, r):
+        raise ValueError(f"{where}: an uneven ZeroPadding2D {pad} is supported only before a valid Conv2D")
+    pad = (t, left)
     if isinstance(layer, L.AvgPool2d) and layer.padding == (0, 0):
         return L.AvgPool2d(layer.kernel_size, layer.stride, pad, count_include_pad=True)
     if isinstance(layer, L.MaxPool2d) and layer.padding == (0, 0):
@@ -520,13 +524,22 @@ def _recorded_input(config, entries):
     return None
 
 
-def _padding(mode, kernel, stride, dil, where):
+def _hw(shape, image):
+    """(H, W) of an image input of known (H, W, C) shape, else None."""
+    return tuple(shape[:2]) if image and shape and len(shape) == 3 else None
+
+
+def _padding(mode, kernel, stride, dil, where, hw=None):
+    """A convolution's padding: 0 for 'valid'; for 'same', ((top, bottom), (left, right)) as
+    TensorFlow pads for the input's (H, W): the output has ceil(size / stride) entries, the extra
+    zero (if the total is odd) at the bottom/right."""
     if mode == "valid":
         return 0
     if mode == "same":
-        pads = same_padding(kernel, stride, dil)
-        if pads is None:
-            raise ValueError(f"{where}: padding='same' with stride {stride} and kernel {kernel} pads unevenly; "
-                             "only stride 1 with odd kernels is supported")
-        return pads
+        if hw is None:
+            pads = same_padding(kernel, stride, dil)
+            if pads is None:
+                raise ValueError(f"{where}: padding='same' with stride {stride} and kernel {kernel} needs the input size")
+            return pads
+        return tuple(tf_same_padding(size, k, s, d) for size, k, s, d in zip(hw, kernel, stride, dil))
     raise ValueError(f"{where}: padding {mode!r} is not supported")

@@ -4,13 +4,13 @@ this module reads the modules' classes by name and their tensors through ``.deta
 from __future__ import annotations
 
 from .. import layers as L
-from ._common import same_padding
+from ._common import tf_same_padding
 from ..model import Sequential
 
 SUPPORTED = ("Sequential (nested ones flattened)", "Linear", "Conv2d (any groups)", "ReLU", "ReLU6", "LeakyReLU",
              "Tanh", "Sigmoid", "ELU", "SELU", "SiLU", "GELU", "Hardswish", "Hardsigmoid", "Mish", "Softmax",
              "LogSoftmax", "Dropout", "Identity", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-             "BatchNorm1d", "BatchNorm2d")
+             "BatchNorm1d", "BatchNorm2d", "ChannelShuffle")
 
 
 def _np(t):
@@ -44,10 +44,8 @@ def _convert(k, name, m):
         if isinstance(pad, str):
             if pad == "valid":
                 pad = 0
-            else:  # 'same' (torch allows it at stride 1 only)
-                pad = same_padding(m.kernel_size, m.stride, m.dilation)
-                if pad is None:
-                    _unsupported(where, m, "padding='same' that is not symmetric (even kernel)")
+            else:  # 'same' (torch allows it at stride 1 only): an odd total pads one more after
+                pad = tuple(tf_same_padding(k * d, k, 1, d) for k, d in zip(m.kernel_size, m.dilation))
         return L.Conv2d(_np(m.weight), _np(m.bias), stride=tuple(m.stride), padding=pad, dilation=tuple(m.dilation),
                         groups=m.groups)
     if cls in ("ReLU", "Tanh", "Sigmoid", "SELU", "Identity", "Dropout", "SiLU", "Hardswish", "Hardsigmoid", "ReLU6",
@@ -78,6 +76,8 @@ def _convert(k, name, m):
                            ceil_mode=bool(m.ceil_mode))
     if cls == "AdaptiveAvgPool2d":
         return L.AdaptiveAvgPool2d(m.output_size)
+    if cls == "ChannelShuffle":
+        return L.ChannelShuffle(m.groups)
     if cls in ("BatchNorm1d", "BatchNorm2d"):
         if m.running_mean is None:
             _unsupported(where, m, "track_running_stats=False (no running statistics to fold)")

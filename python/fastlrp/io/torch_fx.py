@@ -20,11 +20,35 @@ SUPPORTED_OPS = ("modules: see fastlrp.io.torch.SUPPORTED", "+ / torch.add / ope
                  "F.dropout (identity)", "x.size / x.contiguous",
                  "* / torch.mul / operator.imul of a signal and a gate of its shape or (N, C, 1, 1) (Mul)",
                  "torchvision's stochastic_depth in eval mode (identity)",
-                 "F.silu / gelu / hardswish / hardsigmoid / relu6 / mish", "F.hardtanh(x, 0, 6) (ReLU6)")
+                 "F.silu / gelu / hardswish / hardsigmoid / relu6 / mish", "F.hardtanh(x, 0, 6) (ReLU6)",
+                 "x.chunk(n, dim=1) / torch.chunk and indexing its pieces (Chunk)",
+                 "a channel shuffle written as view(N, g, C // g, H, W), transpose(1, 2), view(N, C, H, W) "
+                 "(ChannelShuffle)", "F.channel_shuffle / torch.channel_shuffle")
 
 
 class _Size:
-    """A non-tensor value of the traced graph (``x.size(0)``), allowed only as a shape argument."""
+    """A non-tensor value of the traced graph (``x.size()``, ``x.size(k)`` or a number made
+    from them), allowed only as a shape argument. ``src``: the fx node whose size it is;
+    ``axis``: which dimension (None: the whole size); ``div``: divided by this."""
+
+    def __init__(self, src=None, axis=None, div=1):
+        self.src, self.axis, self.div = src, axis, div
+
+
+class _Chunks:
+    """``x.chunk(n, dim=1)``: its pieces become Chunk nodes when indexed."""
+
+    def __init__(self, src, chunks):
+        self.src, self.chunks = src, chunks
+
+
+class _GroupedView:
+    """``x.view(N, g, C // g, H, W)`` of an image node ``src``: the channels as a (g, C/g) grid,
+    ``swapped`` once transpose(1, 2) exchanged the two. Viewed back as (N, C, H, W) it is a
+    ChannelShuffle(g) (swapped) or ``src`` itself."""
+
+    def __init__(self, src, groups, swapped=False):
+        self.src, self.groups, self.swapped = src, groups, swapped
 
 
 def _fail(node, what, why=""):
@@ -114,6 +138,30 @@ def from_fx(module) -> Model:
                 env[node] = env[node.args[0]]
             elif target in simple:
                 apply(node, simple[target](node), node.args[0])
+            elif target is operator.getitem:
+                seq, k = node.args
+                value = env.get(seq) if isinstance(seq, torch.fx.Node) else None
+                if isinstance(value, _Size) and value.axis is None and isinstance(k, int):
+                    env[node] = _Size(value.src, k % 4 if k < 0 else k)
+                elif isinstance(value, _Chunks) and isinstance(k, int):
+                    if not -value.chunks <= k < value.chunks:
+                        _fail(node, f"piece {k} of chunk({value.chunks})")
+                    apply(node, L.Chunk(value.chunks, k % value.chunks), value.src)
+                else:
+                    _fail(node, "indexing", "only the pieces of x.chunk(n, dim=1) and the entries of x.size()")
+            elif target is operator.floordiv:
+                a, b = node.args
+                value = env.get(a) if isinstance(a, torch.fx.Node) else None
+                if not isinstance(value, _Size) or value.axis is None or not isinstance(b, int) or b < 1:
+                    _fail(node, "//", "only a size entry divided by an int, as a shape argument")
+                env[node] = _Size(value.src, value.axis, value.div * b)
+            elif target is torch.chunk:
+                _chunk(node, env, _arg(node, 1, "chunks"), _arg(node, 2, "dim", 0))
+            elif target is torch.transpose:
+                _transpose(node, env, node.args[0], _arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
+            elif getattr(target, "__name__", "") in ("channel_shuffle", "native_channel_shuffle") and \
+                    getattr(target, "__module__", "") in ("torch", "torch.nn.functional", "torch._C._VariableFunctions"):
+                apply(node, L.ChannelShuffle(_arg(node, 1, "groups")), node.args[0])
             elif target is torch.cat:
                 dim = _arg(node, 1, "dim", 0)
                 if dim not in (1, -3):
@@ -154,14 +202,22 @@ def from_fx(module) -> Model:
                 _fail(node, f"function {getattr(target, '__name__', target)}")
         elif op == "call_method":
             if target == "size":
-                env[node] = _Size()
+                dim = _arg(node, 1, "dim")
+                env[node] = _Size(node.args[0], None if dim is None else dim % 4)
             elif target == "contiguous":
                 env[node] = env[node.args[0]]
             elif target in ("view", "reshape"):
                 shape = node.args[1:] if len(node.args) > 2 or not isinstance(node.args[1], (tuple, list)) else node.args[1]
-                if len(shape) != 2 or shape[1] != -1:
-                    _fail(node, f"x.{target}{tuple(shape)}", "only (N, -1), a flatten")
-                apply(node, L.Flatten(), node.args[0])
+                _view(node, env, apply, target, node.args[0], tuple(shape))
+            elif target == "chunk":
+                _chunk(node, env, _arg(node, 1, "chunks"), _arg(node, 2, "dim", 0))
+            elif target == "transpose":
+                _transpose(node, env, node.args[0], _arg(node, 1, "dim0"), _arg(node, 2, "dim1"))
+            elif target == "permute":
+                dims = node.args[1:] if len(node.args) > 2 or not isinstance(node.args[1], (tuple, list)) else node.args[1]
+                if tuple(dims) != (0, 2, 1, 3, 4):
+                    _fail(node, f"x.permute{tuple(dims)}", "only (0, 2, 1, 3, 4) of a channel-grouped view")
+                _transpose(node, env, node.args[0], 1, 2)
             elif target == "flatten":
                 if _arg(node, 1, "start_dim", 0) != 1 or _arg(node, 2, "end_dim", -1) != -1:
                     _fail(node, "x.flatten", "only x.flatten(1)")
@@ -177,6 +233,50 @@ def from_fx(module) -> Model:
     if inp is None or out is None:
         raise ValueError("from_torch: the traced graph has no input or no output")
     return Model(inp, out)
+
+
+def _is_dim(v, env, src, axis, div=1):
+    """Whether the shape argument ``v`` is ``src.size(axis) // div``."""
+    value = env.get(v) if hasattr(v, "op") else None
+    return isinstance(value, _Size) and value.src is src and value.axis == axis and value.div == div
+
+
+def _view(node, env, apply, target, x, shape):
+    """x.view/reshape: (N, -1) is a flatten; (N, g, C // g, H, W) of an image starts a channel
+    shuffle; (N, C or -1, H, W) of such a grouped view ends it."""
+    value = env.get(x)
+    if isinstance(value, _GroupedView):
+        src = value.src
+        ok = (len(shape) == 4 and _is_dim(shape[0], env, src, 0) and
+              (shape[1] == -1 or _is_dim(shape[1], env, src, 1)) and _is_dim(shape[2], env, src, 2)
+              and _is_dim(shape[3], env, src, 3))
+        if not ok:
+            _fail(node, f"x.{target} of a channel-grouped view", "only back to (N, C, H, W)")
+        if value.swapped:
+            apply(node, L.ChannelShuffle(value.groups), src)
+        else:
+            env[node] = env[src]
+        return
+    if len(shape) == 5 and isinstance(shape[1], int) and shape[1] >= 1 and _is_dim(shape[0], env, x, 0) \
+            and _is_dim(shape[2], env, x, 1, shape[1]) and _is_dim(shape[3], env, x, 2) and _is_dim(shape[4], env, x, 3):
+        env[node] = _GroupedView(x, shape[1])
+        return
+    if len(shape) != 2 or shape[1] != -1:
+        _fail(node, f"x.{target}{tuple(shape)}", "only (N, -1), a flatten, and a channel shuffle's views")
+    apply(node, L.Flatten(), x)
+
+
+def _transpose(node, env, x, d0, d1):
+    value = env.get(x)
+    if not isinstance(value, _GroupedView) or sorted((d0 % 5, d1 % 5)) != [1, 2]:
+        _fail(node, f"transpose({d0}, {d1})", "only transpose(1, 2) of a channel-grouped view (a channel shuffle)")
+    env[node] = _GroupedView(value.src, value.groups, not value.swapped)
+
+
+def _chunk(node, env, chunks, dim):
+    if dim not in (1, -3) or not isinstance(chunks, int) or chunks < 1:
+        _fail(node, f"chunk({chunks}, dim={dim})", "only chunk(n, dim=1) of the channels")
+    env[node] = _Chunks(node.args[0], chunks)
 
 
 def _mean(node, apply, dim, keepdim):

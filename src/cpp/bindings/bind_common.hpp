@@ -45,6 +45,14 @@ std::shared_ptr<const void> keep_alive(const CArray<T>& a) {
   });
 }
 
+// A Gather layer from a 1-D int64 index array (fastlrp.layers' channel shuffles, slices, pads).
+template <class T>
+kernels::Layer<T> gather_layer(Index in, const CArray<std::int64_t>& idx) {
+  static_assert(sizeof(Index) == sizeof(std::int64_t), "Index must be 64-bit");
+  if (idx.ndim() != 1) throw std::invalid_argument("gather index must be 1-D, got " + std::to_string(idx.ndim()) + "-D");
+  return kernels::make_gather<T>(in, reinterpret_cast<const Index*>(idx.data()), static_cast<Index>(idx.size()));
+}
+
 // A rule from Python (fastlrp.rules builds core.RuleParams), checked.
 inline RuleParams checked_rule(RuleParams r) {
   if (!(r.stabilizer >= 0.0)) throw std::invalid_argument("the stabilizer must be >= 0");
@@ -53,9 +61,11 @@ inline RuleParams checked_rule(RuleParams r) {
 }
 
 inline kernels::Geometry geometry(Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
-                                  Index dh, Index dw) {
+                                  Index dh, Index dw, Index ph_end = -1, Index pw_end = -1) {
   kernels::Geometry g;
   g.C = C, g.H = H, g.W = W, g.kh = kh, g.kw = kw, g.sh = sh, g.sw = sw, g.ph = ph, g.pw = pw, g.dh = dh, g.dw = dw;
+  if (ph_end < -1 || pw_end < -1) throw std::invalid_argument("padding after the image must be >= 0");
+  g.ph_end = ph_end, g.pw_end = pw_end;
   return g;
 }
 

@@ -27,13 +27,13 @@ void bind_graph(py::module_& m, const char* name) {
           "add_conv",
           [](G& g, int input, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
              Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, Index groups, const RuleParams& rule,
-             const CArray<T>& low, const CArray<T>& high) {
-            g.add_layer(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), groups, weight, bias, rule, low, high), input);
+             const CArray<T>& low, const CArray<T>& high, Index ph_end, Index pw_end) {
+            g.add_layer(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, ph_end, pw_end), groups, weight, bias, rule, low, high), input);
           },
           py::arg("input"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(),
           py::arg("bias").noconvert(), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
           py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("groups"), py::arg("rule"), py::arg("low").noconvert(),
-          py::arg("high").noconvert(), "A Conv2d node over an NHWC image; weight (out, kh*kw*C/groups) in (ky, kx, c) order.")
+          py::arg("high").noconvert(), py::arg("ph_end") = -1, py::arg("pw_end") = -1, "A Conv2d node over an NHWC image; weight (out, kh*kw*C/groups) in (ky, kx, c) order.")
       .def(
           "add_pool",
           [](G& g, int input, int kind, Index C, Index H, Index W, Index kh, Index kw, Index sh, Index sw, Index ph, Index pw,
@@ -51,6 +51,11 @@ void bind_graph(py::module_& m, const char* name) {
       .def(
           "add_flatten", [](G& g, int input, Index C, Index H, Index W) { g.add_layer(kernels::make_flatten<T>(C, H, W), input); },
           py::arg("input"), py::arg("C"), py::arg("H"), py::arg("W"), "A Flatten node: NHWC image into NCHW order.")
+      .def(
+          "add_gather",
+          [](G& g, int input, Index in, const CArray<std::int64_t>& index) { g.add_layer(gather_layer<T>(in, index), input); },
+          py::arg("input"), py::arg("in_width"), py::arg("index").noconvert(),
+          "A Gather node: output j copies input index[j] (-1: zero); indices distinct; LRP moves relevance back.")
       .def(
           "add_activation",
           [](G& g, int input, int kind, double param, Index width) {

@@ -46,12 +46,13 @@ void bind_for(py::module_& m, const char* name) {
           "add_conv",
           [](Net& net, Index C, Index H, Index W, const CArray<T>& weight, const CArray<T>& bias, Index kh, Index kw,
              Index sh, Index sw, Index ph, Index pw, Index dh, Index dw, Index groups, const RuleParams& rule,
-             const CArray<T>& low, const CArray<T>& high) {
-            net.add(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw), groups, weight, bias, rule, low, high));
+             const CArray<T>& low, const CArray<T>& high, Index ph_end, Index pw_end) {
+            net.add(conv_layer(geometry(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, ph_end, pw_end), groups, weight, bias, rule, low, high));
           },
           py::arg("C"), py::arg("H"), py::arg("W"), py::arg("weight").noconvert(), py::arg("bias").noconvert(),
           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"),
           py::arg("dw"), py::arg("groups"), py::arg("rule"), py::arg("low").noconvert(), py::arg("high").noconvert(),
+          py::arg("ph_end") = -1, py::arg("pw_end") = -1,
           "Append a Conv2d over an NHWC image; weight (out, kh*kw*C/groups) in (ky, kx, c) order.")
       .def(
           "add_pool",
@@ -65,6 +66,10 @@ void bind_for(py::module_& m, const char* name) {
           py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("count_include_pad"), py::arg("proportional"),
           py::arg("rule"), py::arg("low").noconvert(), py::arg("ceil_mode") = false,
           "Append a pooling layer (0 avg, 1 sum, 2 max, 3 adaptive avg).")
+      .def(
+          "add_gather", [](Net& net, Index in, const CArray<std::int64_t>& index) { net.add(gather_layer<T>(in, index)); },
+          py::arg("in_width"), py::arg("index").noconvert(),
+          "Append a Gather: output j copies input index[j] (-1: zero); indices distinct; LRP moves relevance back.")
       .def("add_flatten", &Net::add_flatten, py::arg("C"), py::arg("H"), py::arg("W"),
            "Append a Flatten of an NHWC image into NCHW order.")
       .def_property_readonly("in_features", &Net::in_features)

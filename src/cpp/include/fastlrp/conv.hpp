@@ -88,7 +88,9 @@ struct Conv2d {
   Index out_size() const { return g.pixels_out() * cout; }
   // A 1x1 convolution with unit stride and no padding (ResNet's bottlenecks, DenseNet's
   // transitions): patches are the input's own rows, forward and backward.
-  bool pointwise() const { return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0; }
+  bool pointwise() const {
+    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 && g.ph_end == 0 && g.pw_end == 0;
+  }
   bool two_weight() const {
     const RuleKind k = lin.rule.kind;
     return k == RuleKind::ZPlus || k == RuleKind::AlphaBeta || k == RuleKind::Gamma;

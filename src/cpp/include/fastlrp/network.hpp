@@ -28,7 +28,9 @@ namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
 namespace kernels {
 
-enum class LayerKind : int { Dense = 0, Activation = 1, Affine = 2, Conv = 3, Pool = 4, Flatten = 5, GroupedConv = 6 };
+enum class LayerKind : int {
+  Dense = 0, Activation = 1, Affine = 2, Conv = 3, Pool = 4, Flatten = 5, GroupedConv = 6, Gather = 7
+};
 
 template <class T>
 struct Layer {
@@ -42,6 +44,10 @@ struct Layer {
   Activation act = Activation::Identity;
   T act_param = T(0);
   Index C = 0, H = 0, W = 0;  // Flatten: the NHWC image it turns into NCHW order
+  // Gather (channel shuffles and slices, zero padding): y[j] = x[gather[j]], 0 where -1; the
+  // sources are distinct, so LRP (Pass: relevance moves with its value) is the inverse gather
+  // Rin[i] = R[scatter[i]], 0 where -1 (an input that reaches no output gets none).
+  std::vector<Index> gather, scatter;
 
   // Identity-like layers share their input's buffer instead of copying it.
   bool is_identity() const { return kind == LayerKind::Activation && act == Activation::Identity; }
@@ -138,6 +144,28 @@ Layer<T> make_flatten(Index C, Index H, Index W) {
   l.H = H;
   l.W = W;
   l.in = l.out = C * H * W;
+  return l;
+}
+
+template <class T>
+Layer<T> make_gather(Index in, const Index* idx, Index out) {
+  Layer<T> l;
+  l.kind = LayerKind::Gather;
+  l.in = in;
+  l.out = out;
+  l.gather.assign(idx, idx + out);
+  l.scatter.assign(static_cast<std::size_t>(in), -1);
+  for (Index j = 0; j < out; ++j) {
+    const Index i = idx[j];
+    if (i < -1 || i >= in)
+      throw std::invalid_argument("gather index " + std::to_string(i) + " at output " + std::to_string(j) +
+                                  " is outside the input's " + std::to_string(in) + " values (or -1 for a zero)");
+    if (i >= 0) {
+      if (l.scatter[static_cast<std::size_t>(i)] != -1)
+        throw std::invalid_argument("gather index " + std::to_string(i) + " is used twice; each input may feed one output");
+      l.scatter[static_cast<std::size_t>(i)] = j;
+    }
+  }
   return l;
 }
 

@@ -25,13 +25,19 @@ namespace kernels {
 struct Geometry {
   Index C = 0, H = 0, W = 0;                      // input channels, height, width
   Index kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  // zeros after the image (bottom, right); -1: as many as before (ph, pw). Only the output size
+  // depends on them: every kernel reads input (oy sh - ph + ky dh, ...) and treats what falls
+  // outside the image as a zero.
+  Index ph_end = -1, pw_end = -1;
   Index Ho = 0, Wo = 0;                            // output height, width
 
   void finish() {
-    Ho = (H + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
-    Wo = (W + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+    if (ph_end < 0) ph_end = ph;
+    if (pw_end < 0) pw_end = pw;
+    Ho = (H + ph + ph_end - dh * (kh - 1) - 1) / sh + 1;
+    Wo = (W + pw + pw_end - dw * (kw - 1) - 1) / sw + 1;
     if (C <= 0 || H <= 0 || W <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || dh <= 0 || dw <= 0 || ph < 0 ||
-        pw < 0 || Ho <= 0 || Wo <= 0)
+        pw < 0 || H + ph + ph_end < dh * (kh - 1) + 1 || W + pw + pw_end < dw * (kw - 1) + 1 || Ho <= 0 || Wo <= 0)
       throw std::invalid_argument("invalid window geometry");
   }
   Index in_size() const { return H * W * C; }
