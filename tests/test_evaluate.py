@@ -20,7 +20,11 @@ def lenet(seed=0):
 
 
 def quantus_or_skip():
+    pytest.importorskip("torch")
     try:
+        from fastlrp.bench._util import import_torchvision
+
+        import_torchvision()  # quantus imports torchvision; beside this CPU torch it needs the shim
         import quantus
     except Exception as exc:  # noqa: BLE001 - quantus pulls opencv, scikit-image, pandas
         pytest.skip(f"quantus is not importable here: {type(exc).__name__}: {exc}")
@@ -70,7 +74,7 @@ def test_pixel_flipping_equals_quantus_on_the_income_mlp():
     xq = x.reshape(64, 1, 1, -1)
     flat = torch.nn.Sequential(torch.nn.Flatten(), tmodel).eval()
     theirs = np.asarray(metric(model=flat, x_batch=xq, y_batch=e.targets, a_batch=e.relevance.reshape(xq.shape),
-                               device="cpu", softmax=False))
+                               device="cpu", softmax=False, channel_first=True))
     np.testing.assert_allclose(ours.curves[:, 1:], theirs, rtol=1e-4, atol=1e-5)
 
 
