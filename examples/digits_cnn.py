@@ -5,8 +5,9 @@
 The CNN's weights ship with the example (examples/data/digits_cnn.npz, trained by
 examples/train_digits_cnn.py); the digits ship with scikit-learn. Pixels are in [0, 1], so the
 first convolution gets ZBox(0, 1) (epsilon_gamma_box), the others Gamma, the dense layer
-Epsilon. Writes two PNGs: one digit explained for each of the ten classes (why 3 and not 8?),
-and the mean relevance of each class's test images for their own class.
+Epsilon. Writes three PNGs: one digit explained for each of the ten classes (why 3 and not 8?),
+the mean relevance of each class's test images for their own class, and the perturbation curves
+of three composites (fl.evaluate.compare: which one's heatmaps are the most faithful?).
 """
 
 import argparse
@@ -49,6 +50,16 @@ def main(argv=None):
     pos = (e.relevance > 0).mean()
     print(f"share of positive relevance: {pos:.2f}; wrote {out / 'one-digit-every-class.png'} and "
           f"{out / 'class-means.png'}")
+
+    # which composite's heatmaps are the most faithful? Remove 2x2 regions, most relevant first
+    # (MoRF) and least relevant first (LeRF), filled with 0 (the background), against a random order
+    res = fl.evaluate.compare(model, x, {"epsilon_gamma_box(0, 1)": composites.epsilon_gamma_box(0.0, 1.0),
+                                         "epsilon_plus_flat": "epsilon_plus_flat",
+                                         "epsilon_alpha2_beta1": "epsilon_alpha2_beta1", "random order": None},
+                              target=e.targets, region=2, fill=0.0)
+    print(res)
+    res.plot(out / "faithfulness.png")
+    print(f"wrote {out / 'faithfulness.png'}")
 
 
 if __name__ == "__main__":

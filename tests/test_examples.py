@@ -49,6 +49,7 @@ def test_digits_cnn_example(tmp_path):
     assert float(out.stdout.split("test accuracy: ")[1].split()[0]) > 0.85
     import matplotlib.image as mpimg
 
-    for name in ("one-digit-every-class.png", "class-means.png"):
+    assert "AOPC MoRF" in out.stdout and "random order" in out.stdout
+    for name in ("one-digit-every-class.png", "class-means.png", "faithfulness.png"):
         img = mpimg.imread(tmp_path / name)
         assert img.shape[0] > 50 and img[..., :3].std() > 0.05  # not blank

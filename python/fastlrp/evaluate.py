@@ -322,7 +322,8 @@ class ComparisonResult:
         ax = fig.add_subplot()
         for k, (name, res) in enumerate(self.results.items()):
             color = f"C{k}"
-            ax.plot(res["morf"].mean_curve, color=color, label=f"{name} MoRF (AOPC {res['morf'].mean_aopc:.3g})")
+            kind = "MoRF " if res.get("lerf") is not None else ""
+            ax.plot(res["morf"].mean_curve, color=color, label=f"{name} {kind}(AOPC {res['morf'].mean_aopc:.3g})")
             if res.get("lerf") is not None:
                 ax.plot(res["lerf"].mean_curve, color=color, linestyle="--", label=f"{name} LeRF")
         ax.set_xlabel("regions removed")
