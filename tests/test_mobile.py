@@ -431,3 +431,33 @@ def test_torchvision_googlenet_relevance_against_reference():
     lrp = fl.LRP(model, "epsilon_plus_flat")
     ref, _, _ = reference.graph_lrp(model, lrp.rules, x)
     np.testing.assert_allclose(lrp(x).relevance, ref, rtol=1e-10, atol=1e-10 * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("stride,channels", [(1, 20), (2, 20), (1, 8), (1, 3)])
+def test_depthwise_wide_rows_equal_narrow_rows_bitwise(stride, channels, dtype):
+    """Rows of 12 or more output pixels run the pixel-blocked depthwise kernel, narrower rows the
+    channel-blocked one: an output whose taps lie inside both images comes out bit-identical
+    from either (the same chain, only the loop order differs), and the wide one equals the
+    reference."""
+    rng = np.random.default_rng(9)
+    conv = fl.Conv2d(rng.normal(size=(channels, 1, 3, 3)).astype(dtype), rng.normal(size=channels).astype(dtype),
+                     stride=stride, padding=1, groups=channels)
+    model = fl.Sequential([conv])
+    x = rng.normal(size=(2, channels, 9, 12 * stride + 8)).astype(dtype)
+    wide = model.forward(x)
+    assert wide.shape[3] >= 12
+    narrow_in = x[..., :10 * stride]
+    narrow = model.forward(np.ascontiguousarray(narrow_in))
+    assert narrow.shape[3] < 12
+    inner = narrow.shape[3] - 1  # the narrow image's last column reads its right padding
+    np.testing.assert_array_equal(wide[..., 1:inner], narrow[..., 1:inner])
+    expected = reference.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, groups=channels)
+    np.testing.assert_allclose(wide, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    for name in ("eps", "zplus", "gamma", "flat"):
+        lrp = fl.LRP(model, RULES[name])
+        xs = np.abs(x) if name == "zplus" else x
+        start = rng.normal(size=wide.shape)
+        ref, _, _ = reference.lrp([conv], [RULES[name]], xs, target=start)
+        assert_close(lrp(xs, target=start).relevance, ref, dtype)
