@@ -125,25 +125,10 @@ def test_gather_bad_input():
         net.add_gather(4, np.array([0, 4], np.int64))
 
 
-def torchvision_or_skip():
-    pytest.importorskip("torch")
-    from fastlrp.bench._util import import_torchvision
-
-    try:
-        return import_torchvision()
-    except ImportError as exc:
-        pytest.skip(f"torchvision's model code is not importable here: {exc}")
-
-
 def random_shufflenet(dtype="float32"):
-    import torch
+    from test_mobile import random_torchvision
 
-    from test_io_torch_graph import randomised
-
-    tv = torchvision_or_skip()
-    torch.manual_seed(0)
-    tmodel = randomised(tv.models.shufflenet_v2_x1_0(weights=None))
-    return tmodel.double() if dtype == "float64" else tmodel
+    return random_torchvision("shufflenet_v2_x1_0", dtype)
 
 
 def test_torchvision_shufflenet_forward():

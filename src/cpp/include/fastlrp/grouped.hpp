@@ -16,6 +16,7 @@
 #include "fastlrp/isa.hpp"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -315,21 +316,26 @@ struct GroupedConv {
     const T* rows[kMaxTaps];
     for (Index ky = ky0; ky < ky1; ++ky) rows[ky - ky0] = X + (oy * q.sh - q.ph + ky * q.dh) * q.W * C;
     const int nrows = static_cast<int>(ky1 - ky0);
-    const int taps = nrows * static_cast<int>(q.kw);
-    for (Index c = 0; c < C; c += VT::W) {
-      const bool partial = c + VT::W > C;
+    // one vector of channels from c (the last one partial: masked loads and stores)
+    auto vector = [&](Index c, auto partial_tag) {
+      constexpr bool partial = decltype(partial_tag)::value;
       const int part = static_cast<int>(C - c);
-      auto ld = [&](const T* p) { return partial ? VT::load_part(p, part) : VT::load(p); };
-      V w[kMaxTaps];
-      for (int r = 0; r < nrows; ++r)
-        for (Index kx = 0; kx < q.kw; ++kx) w[r * q.kw + kx] = ld(wt + ((ky0 + r) * q.kw + kx) * O + c);
-      auto start = [&](const T* zp) { return accumulate ? ld(zp) : bias ? ld(bias + c) : VT::zero(); };
+      auto ld = [&](const T* p) {
+        if constexpr (partial)
+          return VT::load_part(p, part);
+        else
+          return VT::load(p);
+      };
       auto put = [&](T* zp, V v) {
-        if (partial)
+        if constexpr (partial)
           VT::store_part(zp, v, part);
         else
           VT::store(zp, v);
       };
+      V w[kMaxTaps];
+      for (int r = 0; r < nrows; ++r)
+        for (Index kx = 0; kx < q.kw; ++kx) w[r * q.kw + kx] = ld(wt + ((ky0 + r) * q.kw + kx) * O + c);
+      auto start = [&](const T* zp) { return accumulate ? ld(zp) : bias ? ld(bias + c) : VT::zero(); };
       auto one = [&](Index ox) {  // a pixel with taps in the padding
         T* zp = zrow + ox * C + c;
         V acc = start(zp);
@@ -344,19 +350,24 @@ struct GroupedConv {
       };
       Index ox = 0;
       for (; ox < lo; ++ox) one(ox);
+      const Index step = q.sw * C, kstep = q.dw * C;
       for (; ox + kPix <= hi; ox += kPix) {
         V acc[kPix];
         for (int p = 0; p < kPix; ++p) acc[p] = start(zrow + (ox + p) * C + c);
-        const Index xb = ox * q.sw - q.pw;
-        for (int t = 0; t < taps; ++t) {
-          const Index kx = t % q.kw;
-          const T* xr = rows[t / q.kw] + (xb + kx * q.dw) * C + c;
-          for (int p = 0; p < kPix; ++p) acc[p] = VT::fmadd(ld(xr + p * q.sw * C), w[t], acc[p]);
+        const Index x0 = (ox * q.sw - q.pw) * C + c;
+        int t = 0;
+        for (int r = 0; r < nrows; ++r) {
+          const T* xr = rows[r] + x0;
+          for (Index kx = 0; kx < q.kw; ++kx, ++t, xr += kstep)
+            for (int p = 0; p < kPix; ++p) acc[p] = VT::fmadd(ld(xr + p * step), w[t], acc[p]);
         }
         for (int p = 0; p < kPix; ++p) put(zrow + (ox + p) * C + c, acc[p]);
       }
       for (; ox < q.Wo; ++ox) one(ox);
-    }
+    };
+    Index c = 0;
+    for (; c + VT::W <= C; c += VT::W) vector(c, std::false_type{});
+    if (c < C) vector(c, std::true_type{});
   }
 
   template <bool Signed, bool Whole>
