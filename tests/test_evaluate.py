@@ -151,6 +151,10 @@ def test_perturbation_bad_input():
         perturbation(model, x, np.full_like(x, np.nan))
     with pytest.raises(TypeError, match="fastlrp.Sequential"):
         perturbation("model", x, rel)
+    with pytest.raises(ValueError, match=r"2 class indices \(one per sample\), got shape \(3,\)"):
+        perturbation(model, x, rel, target=[0, 1, 2])  # chunks must not slice a wrong length into shape
+    with pytest.raises(ValueError, match=r"classes must lie in \[0, 10\)"):
+        perturbation(model, x, rel, target=10)
 
 
 def test_ssim_equals_scikit_image():

@@ -455,9 +455,40 @@ def test_depthwise_wide_rows_equal_narrow_rows_bitwise(stride, channels, dtype):
     expected = reference.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, groups=channels)
     np.testing.assert_allclose(wide, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
-    for name in ("eps", "zplus", "gamma", "flat"):
+    # float32 Epsilon(1e-6) divides by pre-activations as small as 7e-5 here: 1e4 times the
+    # rounding of z, which differs between ISA levels (v2 has no FMA); float32 checks the
+    # stabilised Epsilon(0.3) instead, float64 the plain one
+    for name in ("eps" if dtype == np.float64 else "eps0.3", "zplus", "gamma", "flat"):
         lrp = fl.LRP(model, RULES[name])
         xs = np.abs(x) if name == "zplus" else x
         start = rng.normal(size=wide.shape)
         ref, _, _ = reference.lrp([conv], [RULES[name]], xs, target=start)
         assert_close(lrp(xs, target=start).relevance, ref, dtype)
+
+
+def test_wide_depthwise_and_uneven_padding_reproducible_across_threads_and_batches():
+    """The pixel-blocked depthwise rows (12+ output pixels) and a conv with uneven padding: ties
+    stay ties in a constant region, and a sample's relevance is bitwise the same for 1, 2 and 8
+    threads and in a batch of 7 or of 1."""
+    rng = np.random.default_rng(10)
+    x_in = fl.Input((3, 32, 32))
+    h = fl.ReLU()(fl.Conv2d(rng.normal(size=(16, 3, 3, 3)), rng.normal(size=16), stride=2,
+                            padding=((0, 1), (0, 1)))(x_in))
+    h = fl.ReLU6()(fl.Conv2d(rng.normal(size=(16, 1, 3, 3)), rng.normal(size=16), padding=1, groups=16)(h, name="dw"))
+    y = fl.Dense(rng.normal(size=(4, 16)))(fl.Flatten()(fl.AdaptiveAvgPool2d(1)(h)))
+    model = fl.Model(x_in, y)
+    x = rng.normal(size=(7, 3, 32, 32))
+    x[:, :, 4:28, 4:28] = 0.5  # a constant region
+    for composite in ("epsilon_plus_flat", composites.epsilon_gamma_box(-3, 3)):
+        lrp = fl.LRP(model, composite)
+        base = lrp(x).relevance
+        for threads in (1, 2, 8):
+            fl.set_num_threads(threads)
+            try:
+                np.testing.assert_array_equal(lrp(x).relevance, base)
+                np.testing.assert_array_equal(lrp(x[3:4]).relevance, base[3:4])
+            finally:
+                fl.set_num_threads(None)
+    z = fl.Model(x_in, h)(x)  # the depthwise layer's forward output
+    inner = z[:, :, 4:12, 4:12]  # reads only constant input, through constant first-layer outputs
+    np.testing.assert_array_equal(inner, np.broadcast_to(inner[:, :, :1, :1], inner.shape))

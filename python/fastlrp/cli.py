@@ -166,6 +166,22 @@ def cmd_info(args):
     print(LRP(model, composite_of(args)))
 
 
+def model_and_input(args, x):
+    """(model, layout, x as NCHW): MODEL loaded for INPUT ``x`` (toolbox models need the sample
+    shape), and 4-D images turned to NCHW when they come channels-last (image files also get
+    the model's channel count). ``x`` may be a numpy or a dask array."""
+    suffix = Path(args.model).suffix.lower()
+    layout = image_layout(args, x, suffix)
+    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
+    if layout == "nhwc":  # fastlrp models take NCHW; results go back in the input's layout
+        x = x.transpose(0, 3, 1, 2)
+        if isinstance(x, np.ndarray):
+            x = np.ascontiguousarray(x)
+        if Path(args.input).suffix.lower() in IMAGE_FORMATS:
+            x = fit_channels(x, model)
+    return model, layout, x
+
+
 def cmd_explain(args):
     from .explain import LRP
 
@@ -174,14 +190,7 @@ def cmd_explain(args):
     if args.scheduler:
         raise ValueError("--scheduler: a Dask cluster explains chunked inputs only (a .zarr store or a folder of "
                          f".npy chunks), got {args.input}")
-    x = load_input(args.input)
-    suffix = Path(args.model).suffix.lower()
-    layout = image_layout(args, x, suffix)
-    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
-    if layout == "nhwc":  # fastlrp models take NCHW; results go back in the input's layout
-        x = np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))
-        if Path(args.input).suffix.lower() in IMAGE_FORMATS:
-            x = fit_channels(x, model)
+    model, layout, x = model_and_input(args, load_input(args.input))
     lrp = LRP(model, composite_of(args))
     target = args.target
     e = lrp(x, target=target, layerwise=args.layerwise, batch_size=args.batch_size,
@@ -220,12 +229,7 @@ def cmd_explain_dask(args):
     if not args.out.lower().endswith(".zarr"):
         raise ValueError(f"--out: a chunked input is written to a zarr store (OUT.zarr), got {args.out}")
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # errors reach the user as one line
-    x = fl_dask.open_input(args.input)
-    suffix = Path(args.model).suffix.lower()
-    layout = image_layout(args, x, suffix)
-    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
-    if layout == "nhwc":
-        x = x.transpose(0, 3, 1, 2)
+    model, layout, x = model_and_input(args, fl_dask.open_input(args.input))
     lrp = LRP(model, composite_of(args))
     e = fl_dask.explain(lrp, x, target=args.target, layerwise=args.layerwise)
     if layout == "nhwc":
@@ -261,15 +265,7 @@ def cmd_evaluate(args):
     save the plot."""
     from .evaluate import compare
 
-    x = load_input(args.input)
-    suffix = Path(args.model).suffix.lower()
-    layout = image_layout(args, x, suffix)
-    model = load_model(args.model, tuple(x.shape[1:]) if suffix in (".txt", ".nn") else None)
-    x = np.asarray(x)
-    if layout == "nhwc":
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        if Path(args.input).suffix.lower() in IMAGE_FORMATS:
-            x = fit_channels(x, model)
+    model, _, x = model_and_input(args, np.asarray(load_input(args.input)))
     from . import composites
 
     chosen = {name: composites.get(name) for name in (args.composite or ["epsilon_plus_flat"])}

@@ -266,6 +266,9 @@ def perturbation(model, x, relevance, target=None, order: str = "morf", region=1
     scorer = logits_model(model)
     t0 = time.perf_counter()
     n = len(x)
+    if target is not None and np.ndim(target) > 0 and np.shape(target) != (n,):
+        raise ValueError(f"{where}: target must be None, an int or {n} class indices (one per sample), "
+                         f"got shape {np.shape(target)}")
     curves = np.empty((n, steps + 1), np.float64)
     targets = np.empty(n, np.int64)
     if order == "random":

@@ -364,7 +364,7 @@ def _inbound(entry, where):
     raise ValueError(f"{where}: malformed inbound node {node!r}")
 
 
-def _sym_padding(pad, where):
+def _zero_padding(pad, where):
     """ZeroPadding2D's padding as ((top, bottom), (left, right))."""
     if isinstance(pad, int):
         return ((pad, pad), (pad, pad))
@@ -450,7 +450,7 @@ def _build_functional(config, weights, input_shape, path):
         if cls == "ZeroPadding2D":
             if src["pad"]:
                 raise ValueError(f"{where}: two ZeroPadding2D in a row are not supported")
-            state[name] = dict(src, pad=_sym_padding(lcfg.get("padding", 1), where))
+            state[name] = dict(src, pad=_zero_padding(lcfg.get("padding", 1), where))
             continue
         shape = src["shape"]
         if src["pad"]:  # the layer sees the padded image
