@@ -19,10 +19,11 @@ from ..model import Sequential
 
 SUPPORTED = ("Add/Sum of tensors (a residual join)", "Concat (channels)", "Slice/Split of the channels (Narrow)",
              "Reshape (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), Reshape (N, C, H, W) (ChannelShuffle)",
-             "shape arithmetic (Shape, Gather, Add, Div, Mul, ... on shapes)", "ReduceMean over (2, 3)", "Mul of two tensors (a gate)", "Gemm",
-             "MatMul+Add", "Conv (any group)", "Relu", "LeakyRelu", "Tanh", "Sigmoid", "HardSigmoid (torch's)",
-             "HardSwish", "Clip(0, 6) (ReLU6)", "Gelu", "GELU as Div(sqrt 2), Erf, Add(1), Mul(x), Mul(0.5)", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool",
-             "Flatten", "Reshape (as a flatten)", "BatchNormalization", "Dropout", "Identity")
+             "shape arithmetic (Shape, Gather, Add, Div, Mul, ... on shapes)", "ReduceMean over (2, 3)",
+             "Mul of two tensors (a gate)", "Gemm", "MatMul+Add", "Conv (any group)", "Relu", "LeakyRelu", "Tanh",
+             "Sigmoid", "HardSigmoid (torch's)", "HardSwish", "Clip(0, 6) (ReLU6)", "Gelu",
+             "GELU as Div(sqrt 2), Erf, Add(1), Mul(x), Mul(0.5)", "Softmax", "MaxPool", "AveragePool",
+             "GlobalAveragePool", "Flatten", "Reshape (as a flatten)", "BatchNormalization", "Dropout", "Identity")
 
 
 def from_onnx(path):
@@ -91,8 +92,10 @@ def _from_onnx(path):
             shape_ops.add(id(node))
         for o in node.output:
             producer[o] = node
+    # ONNX's shape inference only where shapes are read: shape arithmetic, channel slices
+    needs_shapes = any(n.op_type in ("Shape", "Slice", "Split") for n in ops)
     ops = [n for n in ops if id(n) not in shape_ops]
-    static = _static_shapes(onnx, model)
+    static = _static_shapes(onnx, model) if needs_shapes else {}
     shape_values = {}
 
     def value(name, where):
