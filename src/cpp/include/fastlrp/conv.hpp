@@ -24,6 +24,7 @@
 
 #include "fastlrp/dense.hpp"
 #include "fastlrp/spatial.hpp"
+#include "fastlrp/simd.hpp"
 
 namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
@@ -63,6 +64,23 @@ struct GatherWeight {
       Mt.resize(0, 0);
   }
 };
+
+// out[0 : NV vectors] = src[0][off + ...] + src[1][off + ...] + ... + src[nt - 1][off + ...], each
+// lane one chain of adds from zero in tap order; NV independent chains hide the add latency.
+template <class T, int NV>
+inline void tap_sums(const T* const* src, Index nt, Index off, T* out) {
+  using V = simd::Vec<T>;
+  typename V::V s[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) s[v] = V::zero();
+  for (Index t = 0; t < nt; ++t) {
+    const T* q = src[t] + off;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) s[v] = V::add(s[v], V::load(q + v * V::W));
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) V::store(out + v * V::W, s[v]);
+}
 
 template <class T>
 struct Conv2d {
@@ -303,18 +321,56 @@ struct Conv2d {
         MatrixMap<T> Gs = tw.matrix<T>(P, PK);
         using StridedMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
         product(StridedMap(Sd + n * P * sld, P, nc, Eigen::OuterStride<>(sld)), G.Mp, Gs, inner);
+        // Each input value sums its taps' entries of G in the order (ky, kx), from zero, in
+        // vectors along channels (the last channels one by one): the same chain of adds for
+        // every value, wherever it sits.
         auto rows = [&](Index y0, Index y1) {
-          std::vector<T> acc(out);
+          using V = simd::Vec<T>;
+          constexpr Index W = V::W;
+          // Fewer channels than a vector: 8 pixels' chains side by side (scalar, interleaved),
+          // so that no chain waits on the previous add's latency.
+          constexpr Index kGroup = 8;
+          const Index L = C < W ? kGroup : 1;
+          std::vector<T> acc(L * out);
+          std::vector<const T*> src(L * taps);
+          Index nt[kGroup];
           for (Index iy = y0; iy < y1; ++iy)
-            for (Index ix = 0; ix < g.W; ++ix) {
-              std::fill(acc.begin(), acc.end(), T(0));
-              for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a)
-                for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b) {
-                  const T* row = Gs.data() + (ytaps.out[a] * g.Wo + xtaps.out[b]) * PK + (ytaps.tap[a] * g.kw + xtaps.tap[b]) * C;
-                  for (Index p = 0; p < G.parts; ++p)
-                    for (Index c = 0; c < C; ++c) acc[p * C + c] += row[p * K + c];
+            for (Index ix0 = 0; ix0 < g.W; ix0 += L) {
+              const Index np = std::min(L, g.W - ix0);
+              Index ntmax = 0;
+              for (Index l = 0; l < np; ++l) {
+                const Index ix = ix0 + l;
+                const T** sl = src.data() + l * taps;
+                Index m = 0;
+                for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a)
+                  for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b)
+                    sl[m++] = Gs.data() + (ytaps.out[a] * g.Wo + xtaps.out[b]) * PK + (ytaps.tap[a] * g.kw + xtaps.tap[b]) * C;
+                nt[l] = m;
+                ntmax = std::max(ntmax, m);
+              }
+              if (L == 1) {
+                for (Index p = 0; p < G.parts; ++p) {
+                  Index c = 0;
+                  for (; c + 4 * W <= C; c += 4 * W) tap_sums<T, 4>(src.data(), nt[0], p * K + c, acc.data() + p * C + c);
+                  for (; c + W <= C; c += W) tap_sums<T, 1>(src.data(), nt[0], p * K + c, acc.data() + p * C + c);
+                  for (; c < C; ++c) {
+                    T s = T(0);
+                    for (Index t = 0; t < nt[0]; ++t) s += src[t][p * K + c];
+                    acc[p * C + c] = s;
+                  }
                 }
-              combine(n, (iy * g.W + ix) * C, acc.data());
+              } else {
+                for (Index p = 0; p < G.parts; ++p)
+                  for (Index c = 0; c < C; ++c) {
+                    const Index off = p * K + c;
+                    T s[kGroup] = {};
+                    for (Index t = 0; t < ntmax; ++t)
+                      for (Index l = 0; l < kGroup; ++l)
+                        if (l < np && t < nt[l]) s[l] += src[l * taps + t][off];
+                    for (Index l = 0; l < np; ++l) acc[l * out + p * C + c] = s[l];
+                  }
+              }
+              for (Index l = 0; l < np; ++l) combine(n, (iy * g.W + ix0 + l) * C, acc.data() + l * out);
             }
         };
         if (inner > 1) {

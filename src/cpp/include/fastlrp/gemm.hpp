@@ -31,14 +31,24 @@ namespace gemm_detail {
 constexpr int kMR = 6;                                 // rows per micro-kernel
 constexpr int kNV = simd::kBytes >= 64 ? 4 : 2;        // vectors of columns per micro-kernel
 constexpr Index kKC = 256;                             // k per block (the B panel stays in L1/L2)
+constexpr Index kMC = 96;                              // rows per block of A (stays in L2)
+// A is packed when this many vectors of B's columns pass over each block of it: packing costs
+// a load and a store per value of A, which 16 vector multiply-adds per value repay.
+constexpr Index kPackAVectors = 16;
 
 // C[0:R, 0:NV vectors] over kc steps; with Tail, the last vector has `rem` lanes. B: a packed
 // panel (whole vectors, zero padding) or, unpacked, B's own rows (the tail vector masked).
-template <class T, int R, int NV, bool Tail, bool Packed = true>
+// A: packed (kc steps of kMR values, one per row) or, unpacked, A's own rows (lda apart).
+// Pack: kRows (A and B unpacked), kPanelB (B packed), kPanelAB (both packed).
+enum Pack { kRows, kPanelB, kPanelAB };
+template <class T, int R, int NV, bool Tail, int Pk>
 void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem, bool load_c) {
   using S = simd::Vec<T>;
   using V = typename S::V;
   constexpr int W = S::W;
+  // Packed A: row r of step k at A[k * kMR + r]; unpacked: A[r * lda + k].
+  constexpr bool Packed = Pk != kRows;
+  const Index ar = Pk == kPanelAB ? 1 : lda, ak = Pk == kPanelAB ? kMR : 1;
   V acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -57,11 +67,12 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v)
       b[v] = (!Packed && Tail && v == NV - 1) ? S::load_part(bk + v * W, rem) : S::load(bk + v * W);
+    const T* a = A + k * ak;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const V a = S::set1(A[r * lda + k]);
+      const V ar_k = S::set1(a[r * ar]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(a, b[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(ar_k, b[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 8
@@ -75,16 +86,16 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
     }
 }
 
-template <class T, int R, bool Packed>
+template <class T, int R, int Pk>
 void micro_rows(int nv, bool tail, Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem,
                 bool load_c) {
 #define FASTLRP_MICRO_CASE(NV)                                                    \
   case NV:                                                                        \
     if constexpr (NV <= kNV) {                                                    \
       if (tail)                                                                   \
-        micro<T, R, NV, true, Packed>(kc, A, lda, B, ldb, C, ldc, rem, load_c);   \
+        micro<T, R, NV, true, Pk>(kc, A, lda, B, ldb, C, ldc, rem, load_c);   \
       else                                                                        \
-        micro<T, R, NV, false, Packed>(kc, A, lda, B, ldb, C, ldc, rem, load_c);  \
+        micro<T, R, NV, false, Pk>(kc, A, lda, B, ldb, C, ldc, rem, load_c);  \
     }                                                                             \
     return;
   switch (nv) {
@@ -96,16 +107,16 @@ void micro_rows(int nv, bool tail, Index kc, const T* A, Index lda, const T* B, 
 #undef FASTLRP_MICRO_CASE
 }
 
-template <class T, bool Packed = true>
+template <class T, int Pk>
 void micro_any(int mr, int nv, bool tail, Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
                int rem, bool load_c) {
   switch (mr) {
-    case 1: return micro_rows<T, 1, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 2: return micro_rows<T, 2, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 3: return micro_rows<T, 3, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 4: return micro_rows<T, 4, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 5: return micro_rows<T, 5, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
-    case 6: return micro_rows<T, 6, Packed>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 1: return micro_rows<T, 1, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 2: return micro_rows<T, 2, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 3: return micro_rows<T, 3, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 4: return micro_rows<T, 4, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 5: return micro_rows<T, 5, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
+    case 6: return micro_rows<T, 6, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
   }
 }
 
@@ -134,7 +145,7 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
         const Index nb = std::min(NB, n - j);
         const int nv = static_cast<int>((nb + W - 1) / W);
         const int rem = static_cast<int>(nb - (nv - 1) * W);
-        micro_any<T, false>(static_cast<int>(m), nv, rem < W, kc, A + k0, lda, B + k0 * ldb + j, ldb, C + j, ldc, rem,
+        micro_any<T, kRows>(static_cast<int>(m), nv, rem < W, kc, A + k0, lda, B + k0 * ldb + j, ldb, C + j, ldc, rem,
                             accumulate || k0 > 0);
       }
     }
@@ -143,10 +154,16 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
   // B's block of kc rows, packed as panels of NB columns, each contiguous (kc x NB; columns
   // past n zero): rows of B lie ldb apart, a page or more for wide layers, and read panel by
   // panel every row was a TLB miss. One pass reads B's rows in order.
-  static thread_local std::vector<T> packed;
+  // A's block of kMC rows, packed as micro-panels of kMR rows (kc steps of kMR values), stays
+  // in L2 while every B panel passes over it; each B panel stays in L1 over the block's rows.
+  static thread_local std::vector<T> packed, packed_a;
   const Index panels = (n + NB - 1) / NB;
   if (packed.size() < static_cast<std::size_t>(kKC * panels * NB)) packed.resize(kKC * panels * NB);
+  const Index mc_max = std::min(kMC, (m + kMR - 1) / kMR * kMR);
+  if (packed_a.size() < static_cast<std::size_t>(kKC * mc_max)) packed_a.resize(kKC * mc_max);
   T* Bp = packed.data();
+  T* Ap = packed_a.data();
+  const bool pack_a = panels * kNV >= kPackAVectors;
   for (Index k0 = 0; k0 < k; k0 += kKC) {
     const Index kc = std::min(kKC, k - k0);
     const bool load_c = accumulate || k0 > 0;
@@ -159,14 +176,29 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
         if (nb < NB) std::fill(dst + nb, dst + NB, T(0));
       }
     }
-    for (Index p = 0; p < panels; ++p) {
-      const Index j = p * NB, nb = std::min(NB, n - j);
-      const int nv = static_cast<int>((nb + W - 1) / W);
-      const int rem = static_cast<int>(nb - (nv - 1) * W);
-      const bool tail = rem < W;
-      for (Index i = 0; i < m; i += kMR) {
-        const int mr = static_cast<int>(std::min<Index>(kMR, m - i));
-        micro_any<T>(mr, nv, tail, kc, A + i * lda + k0, lda, Bp + p * kc * NB, NB, C + i * ldc + j, ldc, rem, load_c);
+    for (Index i0 = 0; i0 < m; i0 += kMC) {
+      const Index mc = std::min(kMC, m - i0);
+      for (Index i = 0; pack_a && i < mc; i += kMR) {
+        const Index mr = std::min<Index>(kMR, mc - i);
+        T* dst = Ap + i * kc;
+        const T* src = A + (i0 + i) * lda + k0;
+        for (Index r = 0; r < mr; ++r)
+          for (Index kk = 0; kk < kc; ++kk) dst[kk * kMR + r] = src[r * lda + kk];
+      }
+      for (Index p = 0; p < panels; ++p) {
+        const Index j = p * NB, nb = std::min(NB, n - j);
+        const int nv = static_cast<int>((nb + W - 1) / W);
+        const int rem = static_cast<int>(nb - (nv - 1) * W);
+        const bool tail = rem < W;
+        for (Index i = 0; i < mc; i += kMR) {
+          const int mr = static_cast<int>(std::min<Index>(kMR, mc - i));
+          if (pack_a)
+            micro_any<T, kPanelAB>(mr, nv, tail, kc, Ap + i * kc, kMR, Bp + p * kc * NB, NB, C + (i0 + i) * ldc + j,
+                                   ldc, rem, load_c);
+          else
+            micro_any<T, kPanelB>(mr, nv, tail, kc, A + (i0 + i) * lda + k0, lda, Bp + p * kc * NB, NB,
+                                  C + (i0 + i) * ldc + j, ldc, rem, load_c);
+        }
       }
     }
   }

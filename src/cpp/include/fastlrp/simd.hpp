@@ -1,9 +1,9 @@
 // The vector type of the ISA level this translation unit is compiled for: AVX-512 (x86-64-v4),
 // AVX2 + FMA (v3), SSE (v2 and any x86-64) or one scalar lane elsewhere.
 //
-// Only what the GEMM micro-kernel (gemm.hpp) and the depthwise kernels (grouped.hpp) need: loads
-// and stores of a whole vector or of its first n lanes, a broadcast, a multiply-add, max and
-// min. Lanes never mix, so a value computed in lane 3 of a full vector is bit-identical to the
+// Only what the GEMM micro-kernel (gemm.hpp), the depthwise kernels (grouped.hpp) and the
+// convolution's patch sums (conv.hpp) need: loads and stores of a whole vector or of its first n
+// lanes, a broadcast, a multiply-add, an add, max and min. Lanes never mix, so a value computed in lane 3 of a full vector is bit-identical to the
 // same value computed in lane 0 of a partial one: every output's arithmetic is the same wherever
 // it sits.
 #pragma once
@@ -50,6 +50,7 @@ struct Vec<float> {
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static void store_part(float* p, V v, int n) { _mm512_mask_storeu_ps(p, m(n), v); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V min(V a, V b) { return _mm512_min_ps(a, b); }
 };
@@ -65,6 +66,7 @@ struct Vec<double> {
   static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
   static void store_part(double* p, V v, int n) { _mm512_mask_storeu_pd(p, m(n), v); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
   static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static V min(V a, V b) { return _mm512_min_pd(a, b); }
 };
@@ -84,6 +86,7 @@ struct Vec<float> {
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static void store_part(float* p, V v, int n) { _mm256_maskstore_ps(p, m(n), v); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
 };
@@ -99,6 +102,7 @@ struct Vec<double> {
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
   static void store_part(double* p, V v, int n) { _mm256_maskstore_pd(p, m(n), v); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V min(V a, V b) { return _mm256_min_pd(a, b); }
 };
@@ -124,6 +128,7 @@ struct Vec<float> {
     std::memcpy(p, t, sizeof(float) * n);
   }
   static V fmadd(V a, V b, V c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static V add(V a, V b) { return _mm_add_ps(a, b); }
   static V max(V a, V b) { return _mm_max_ps(a, b); }
   static V min(V a, V b) { return _mm_min_ps(a, b); }
 };
@@ -138,6 +143,7 @@ struct Vec<double> {
   static void store(double* p, V v) { _mm_storeu_pd(p, v); }
   static void store_part(double* p, V v, int) { _mm_store_sd(p, v); }
   static V fmadd(V a, V b, V c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+  static V add(V a, V b) { return _mm_add_pd(a, b); }
   static V max(V a, V b) { return _mm_max_pd(a, b); }
   static V min(V a, V b) { return _mm_min_pd(a, b); }
 };
@@ -153,6 +159,7 @@ struct Vec {
   static void store(T* p, V v) { *p = v; }
   static void store_part(T* p, V v, int) { *p = v; }
   static V fmadd(V a, V b, V c) { return a * b + c; }
+  static V add(V a, V b) { return a + b; }
   static V max(V a, V b) { return a < b ? b : a; }
   static V min(V a, V b) { return b < a ? b : a; }
 };
