@@ -315,6 +315,10 @@ struct Conv2d {
     };
     if (patch_sum) {
       const Index K = g.K(), PK = G.parts * K;
+      // Offsets into G of each row tap and each column tap (their sum addresses a tap's entries)
+      std::vector<Index> ysum(ytaps.tap.size()), xsum(xtaps.tap.size());
+      for (std::size_t a = 0; a < ysum.size(); ++a) ysum[a] = ytaps.out[a] * g.Wo * PK + ytaps.tap[a] * g.kw * C;
+      for (std::size_t b = 0; b < xsum.size(); ++b) xsum[b] = xtaps.out[b] * PK + xtaps.tap[b] * C;
       auto sample = [&](Index n, int inner) {
         Workspace& tw = thread_workspace();
         const auto tmark = tw.mark();
@@ -337,16 +341,17 @@ struct Conv2d {
           for (Index iy = y0; iy < y1; ++iy)
             for (Index ix0 = 0; ix0 < g.W; ix0 += L) {
               const Index np = std::min(L, g.W - ix0);
-              Index ntmax = 0;
+              bool uniform = np == L;  // every pixel of the group has the same number of taps
               for (Index l = 0; l < np; ++l) {
                 const Index ix = ix0 + l;
                 const T** sl = src.data() + l * taps;
                 Index m = 0;
-                for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a)
-                  for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b)
-                    sl[m++] = Gs.data() + (ytaps.out[a] * g.Wo + xtaps.out[b]) * PK + (ytaps.tap[a] * g.kw + xtaps.tap[b]) * C;
+                for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a) {
+                  const T* gy = Gs.data() + ysum[a];
+                  for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b) sl[m++] = gy + xsum[b];
+                }
                 nt[l] = m;
-                ntmax = std::max(ntmax, m);
+                uniform = uniform && m == nt[0];
               }
               if (L == 1) {
                 for (Index p = 0; p < G.parts; ++p) {
@@ -364,9 +369,14 @@ struct Conv2d {
                   for (Index c = 0; c < C; ++c) {
                     const Index off = p * K + c;
                     T s[kGroup] = {};
-                    for (Index t = 0; t < ntmax; ++t)
-                      for (Index l = 0; l < kGroup; ++l)
-                        if (l < np && t < nt[l]) s[l] += src[l * taps + t][off];
+                    if (uniform) {
+                      for (Index t = 0; t < nt[0]; ++t)
+#pragma GCC unroll 8
+                        for (Index l = 0; l < kGroup; ++l) s[l] += src[l * taps + t][off];
+                    } else {
+                      for (Index l = 0; l < np; ++l)
+                        for (Index t = 0; t < nt[l]; ++t) s[l] += src[l * taps + t][off];
+                    }
                     for (Index l = 0; l < np; ++l) acc[l * out + p * C + c] = s[l];
                   }
               }

@@ -128,7 +128,8 @@ template <class T>
 void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
           bool accumulate = false) {
   using namespace gemm_detail;
-  constexpr int W = simd::Vec<T>::W;
+  using S = simd::Vec<T>;
+  constexpr int W = S::W;
   constexpr Index NB = kNV * W;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
@@ -169,11 +170,15 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
     const bool load_c = accumulate || k0 > 0;
     for (Index kk = 0; kk < kc; ++kk) {
       const T* src = B + (k0 + kk) * ldb;
-      for (Index p = 0; p < panels; ++p) {
-        const Index j = p * NB, nb = std::min(NB, n - j);
+      Index p = 0;
+      for (; (p + 1) * NB <= n; ++p) {  // whole panels: vector copies (a memmove call each cost more)
         T* dst = Bp + (p * kc + kk) * NB;
-        std::copy(src + j, src + j + nb, dst);
-        if (nb < NB) std::fill(dst + nb, dst + NB, T(0));
+#pragma GCC unroll 4
+        for (int v = 0; v < kNV; ++v) S::store(dst + v * W, S::load(src + p * NB + v * W));
+      }
+      if (p < panels) {
+        T* dst = Bp + (p * kc + kk) * NB;
+        for (Index c = 0; c < NB; ++c) dst[c] = p * NB + c < n ? src[p * NB + c] : T(0);
       }
     }
     for (Index i0 = 0; i0 < m; i0 += kMC) {

@@ -323,7 +323,7 @@ class Graph {
         const Index C = node.channels[i];
         const T* src = a.map(node.inputs[i]).row(r).data();
         for (Index p = 0; p < node.pixels; ++p)
-          std::copy(src + p * C, src + (p + 1) * C, dst + p * total + c0);
+          copy_run(src + p * C, C, dst + p * total + c0);
         c0 += C;
       }
     }
@@ -395,7 +395,7 @@ class Graph {
           for (Index r = 0; r < n; ++r) {
             const T* src = R.row(r).data();
             T* dst = Ri.row(r).data();
-            for (Index p = 0; p < node.pixels; ++p) std::copy(src + p * total + c0, src + p * total + c0 + C, dst + p * C);
+            for (Index p = 0; p < node.pixels; ++p) copy_run(src + p * total + c0, C, dst + p * C);
           }
           c0 += C;
           accumulate(rel, node.inputs[i], std::move(Ri), threads);

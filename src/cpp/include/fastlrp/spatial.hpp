@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/simd.hpp"
 
 namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
@@ -44,6 +45,16 @@ struct Geometry {
   Index pixels_out() const { return Ho * Wo; }
   Index K() const { return kh * kw * C; }  // patch length, ordered (ky, kx, c)
 };
+
+// dst[0:n] = src[0:n]: whole vectors, then the rest one by one (im2col's runs are a kernel
+// row, 5 to a few hundred values: a memmove call per run cost more than the copy).
+template <class T>
+inline void copy_run(const T* src, Index n, T* dst) {
+  using V = simd::Vec<T>;
+  Index i = 0;
+  for (; i + V::W <= n; i += V::W) V::store(dst + i, V::load(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
 
 // Patches of a flat range of output pixels [q0, q1) over a batch (pixel q = n * Ho * Wo +
 // oy * Wo + ox), for the forward product: P (q1 - q0, K) row-major, K ordered (ky, kx, c), or,
@@ -83,10 +94,10 @@ void im2col(const T* x, const Geometry& g, Index q0, Index q1, T* P, Index ld = 
         if constexpr (Transposed) {
           for (Index c = 0; c < C; ++c) P[(k0 + c) * ld + r] = inside ? src[c] : T(0);
         } else if (inside && kx == 0 && g.dw == 1 && ix + g.kw <= g.W) {  // the kernel row in one run
-          std::copy(src, src + g.kw * C, P + r * K + k0);
+          copy_run(src, g.kw * C, P + r * K + k0);
           break;
         } else if (inside) {
-          std::copy(src, src + C, P + r * K + k0);
+          copy_run(src, C, P + r * K + k0);
         } else {
           std::fill(P + r * K + k0, P + r * K + k0 + C, T(0));
         }
@@ -174,7 +185,7 @@ void gather_block(const T* S, Index sld, Index ncols, const Geometry& g, const T
       const Index oy = yc.outs[py * ny + a];
       for (Index c = 0; c < nx; ++c) {
         const T* src = s + (oy * g.Wo + xc.outs[px * nx + c]) * sld;
-        std::copy(src, src + ncols, Pg + row * L + (a * nx + c) * ncols);
+        copy_run(src, ncols, Pg + row * L + (a * nx + c) * ncols);
       }
     }
   }
