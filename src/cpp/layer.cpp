@@ -77,6 +77,7 @@ Layer<T> make_dense(const T* W, Index out, Index in, std::shared_ptr<const void>
   l.dense.b = std::move(b);
   l.dense.rule = rule;
   l.dense.prepare(low, high);
+  l.dense.pack_weights();
   return l;
 }
 

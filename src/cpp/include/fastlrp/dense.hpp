@@ -140,9 +140,23 @@ struct Dense {
     }
   }
 
+  // W^T and W packed for the products of a dense layer (pack_weights), or empty
+  PackedB<T> Wt_packed, W_packed;
+  // Pack the weights once for the forward and the Epsilon backward products, unless they are so
+  // large that a copy costs more memory than the per-call packing costs time (VGG's classifier).
+  void pack_weights() {
+    if (W.size() * Index(sizeof(T)) > kPrepackMaxBytes) return;
+    Wt_packed.pack(Wt.data(), Wt.rows(), Wt.cols(), Wt.cols());
+    if (rule.kind == RuleKind::Epsilon) W_packed.pack(W.data(), W.rows(), W.cols(), W.cols());
+  }
+  static constexpr Index kPrepackMaxBytes = Index(32) << 20;
+
   // Z = A W^T + b
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Z, int threads) const {
-    product(A, Wt, Z, threads);
+    if (!Wt_packed.empty())
+      product(A, Wt, Wt_packed, Z, threads);
+    else
+      product(A, Wt, Z, threads);
     Z.rowwise() += b;
   }
 
@@ -156,7 +170,10 @@ struct Dense {
       case RuleKind::Epsilon: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
         stabilized_ratio(R, Z, T(rule.epsilon), S);
-        product(S, W, Rin, threads);
+        if (!W_packed.empty())
+          product(S, W, W_packed, Rin, threads);
+        else
+          product(S, W, Rin, threads);
         Rin.array() *= A.array();
         break;
       }

@@ -122,65 +122,50 @@ void micro_any(int mr, int nv, bool tail, Index kc, const T* A, Index lda, const
 
 }  // namespace gemm_detail
 
-// C (m x n, row stride ldc) = A (m x k, row stride lda) B (k x n, row stride ldb), plus C's
-// previous value when `accumulate`. Single-threaded.
+namespace gemm_detail {
+
+// B's block of kc rows from row k0, packed as panels of NB columns, each contiguous (kc x NB;
+// columns past n zero): rows of B lie ldb apart, a page or more for wide layers, and read panel
+// by panel every row was a TLB miss. One pass reads B's rows in order.
 template <class T>
-void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
-          bool accumulate = false) {
-  using namespace gemm_detail;
+void pack_b_block(const T* B, Index ldb, Index n, Index k0, Index kc, T* Bp) {
   using S = simd::Vec<T>;
   constexpr int W = S::W;
   constexpr Index NB = kNV * W;
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    if (!accumulate)
-      for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
-    return;
-  }
-  // A few rows (a batch of one or two through a dense layer): B is read once, so packing it
-  // would only triple the traffic; the micro-kernels read B's rows as they are.
-  if (m <= kMR) {
-    for (Index k0 = 0; k0 < k; k0 += kKC) {
-      const Index kc = std::min(kKC, k - k0);
-      for (Index j = 0; j < n; j += NB) {
-        const Index nb = std::min(NB, n - j);
-        const int nv = static_cast<int>((nb + W - 1) / W);
-        const int rem = static_cast<int>(nb - (nv - 1) * W);
-        micro_any<T, kRows>(static_cast<int>(m), nv, rem < W, kc, A + k0, lda, B + k0 * ldb + j, ldb, C + j, ldc, rem,
-                            accumulate || k0 > 0);
-      }
-    }
-    return;
-  }
-  // B's block of kc rows, packed as panels of NB columns, each contiguous (kc x NB; columns
-  // past n zero): rows of B lie ldb apart, a page or more for wide layers, and read panel by
-  // panel every row was a TLB miss. One pass reads B's rows in order.
-  // A's block of kMC rows, packed as micro-panels of kMR rows (kc steps of kMR values), stays
-  // in L2 while every B panel passes over it; each B panel stays in L1 over the block's rows.
-  static thread_local std::vector<T> packed, packed_a;
   const Index panels = (n + NB - 1) / NB;
-  if (packed.size() < static_cast<std::size_t>(kKC * panels * NB)) packed.resize(kKC * panels * NB);
-  const Index mc_max = std::min(kMC, (m + kMR - 1) / kMR * kMR);
-  if (packed_a.size() < static_cast<std::size_t>(kKC * mc_max)) packed_a.resize(kKC * mc_max);
-  T* Bp = packed.data();
-  T* Ap = packed_a.data();
+  for (Index kk = 0; kk < kc; ++kk) {
+    const T* src = B + (k0 + kk) * ldb;
+    Index p = 0;
+    for (; (p + 1) * NB <= n; ++p) {  // whole panels: vector copies (a memmove call each cost more)
+      T* dst = Bp + (p * kc + kk) * NB;
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) S::store(dst + v * W, S::load(src + p * NB + v * W));
+    }
+    if (p < panels) {
+      T* dst = Bp + (p * kc + kk) * NB;
+      for (Index c = 0; c < NB; ++c) dst[c] = p * NB + c < n ? src[p * NB + c] : T(0);
+    }
+  }
+}
+
+// C[:, 0:n] (+)= A times the panels of B that block(k0, kc) returns for each block of kc rows
+// (panel p at block(k0, kc) + p * kc * NB). A's block of kMC rows, packed as micro-panels of kMR
+// rows (kc steps of kMR values), stays in L2 while every B panel passes over it; each B panel
+// stays in L1 over the block's rows.
+template <class T, class Block>
+void gemm_panels(Index m, Index n, Index k, const T* A, Index lda, Block&& block, T* C, Index ldc, bool accumulate) {
+  constexpr int W = simd::Vec<T>::W;
+  constexpr Index NB = kNV * W;
+  static thread_local std::vector<T> packed_a;
+  const Index panels = (n + NB - 1) / NB;
   const bool pack_a = panels * kNV >= kPackAVectors;
+  const Index mc_max = std::min(kMC, (m + kMR - 1) / kMR * kMR);
+  if (pack_a && packed_a.size() < static_cast<std::size_t>(kKC * mc_max)) packed_a.resize(kKC * mc_max);
+  T* Ap = packed_a.data();
   for (Index k0 = 0; k0 < k; k0 += kKC) {
     const Index kc = std::min(kKC, k - k0);
     const bool load_c = accumulate || k0 > 0;
-    for (Index kk = 0; kk < kc; ++kk) {
-      const T* src = B + (k0 + kk) * ldb;
-      Index p = 0;
-      for (; (p + 1) * NB <= n; ++p) {  // whole panels: vector copies (a memmove call each cost more)
-        T* dst = Bp + (p * kc + kk) * NB;
-#pragma GCC unroll 4
-        for (int v = 0; v < kNV; ++v) S::store(dst + v * W, S::load(src + p * NB + v * W));
-      }
-      if (p < panels) {
-        T* dst = Bp + (p * kc + kk) * NB;
-        for (Index c = 0; c < NB; ++c) dst[c] = p * NB + c < n ? src[p * NB + c] : T(0);
-      }
-    }
+    const T* Bp = block(k0, kc);
     for (Index i0 = 0; i0 < m; i0 += kMC) {
       const Index mc = std::min(kMC, m - i0);
       for (Index i = 0; pack_a && i < mc; i += kMR) {
@@ -207,6 +192,91 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
       }
     }
   }
+}
+
+// A few rows (a batch of one or two through a dense layer): B is read once, so packing it would
+// only triple the traffic; the micro-kernels read B's rows as they are.
+template <class T>
+void gemm_rows(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+               bool accumulate) {
+  constexpr int W = simd::Vec<T>::W;
+  constexpr Index NB = kNV * W;
+  for (Index k0 = 0; k0 < k; k0 += kKC) {
+    const Index kc = std::min(kKC, k - k0);
+    for (Index j = 0; j < n; j += NB) {
+      const Index nb = std::min(NB, n - j);
+      const int nv = static_cast<int>((nb + W - 1) / W);
+      const int rem = static_cast<int>(nb - (nv - 1) * W);
+      micro_any<T, kRows>(static_cast<int>(m), nv, rem < W, kc, A + k0, lda, B + k0 * ldb + j, ldb, C + j, ldc, rem,
+                          accumulate || k0 > 0);
+    }
+  }
+}
+
+template <class T>
+bool gemm_trivial(Index m, Index n, Index k, T* C, Index ldc, bool accumulate) {
+  if (m <= 0 || n <= 0) return true;
+  if (k <= 0) {
+    if (!accumulate)
+      for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
+    return true;
+  }
+  return false;
+}
+
+}  // namespace gemm_detail
+
+// C (m x n, row stride ldc) = A (m x k, row stride lda) B (k x n, row stride ldb), plus C's
+// previous value when `accumulate`. Single-threaded.
+template <class T>
+void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+          bool accumulate = false) {
+  using namespace gemm_detail;
+  constexpr Index NB = kNV * simd::Vec<T>::W;
+  if (gemm_trivial(m, n, k, C, ldc, accumulate)) return;
+  if (m <= kMR) return gemm_rows(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
+  static thread_local std::vector<T> packed;
+  const Index panels = (n + NB - 1) / NB;
+  if (packed.size() < static_cast<std::size_t>(kKC * panels * NB)) packed.resize(kKC * panels * NB);
+  gemm_panels(m, n, k, A, lda, [&](Index k0, Index kc) {
+    pack_b_block(B, ldb, n, k0, kc, packed.data());
+    return static_cast<const T*>(packed.data());
+  }, C, ldc, accumulate);
+}
+
+// A fixed right-hand side (a layer's weights), packed once as gemm packs B on every call: for
+// each block of kKC rows, its panels of NB columns. The products are the same chains as with
+// the matrix itself (bit for bit); only the copy per call is saved.
+template <class T>
+struct PackedB {
+  Index k = 0, n = 0;
+  std::vector<T> data;  // block k0: at k0 * panels * NB; its panel p at + p * kc * NB
+
+  static constexpr Index NB = gemm_detail::kNV * simd::Vec<T>::W;
+  Index panels() const { return (n + NB - 1) / NB; }
+  bool empty() const { return data.empty(); }
+  void pack(const T* B, Index rows, Index cols, Index ldb) {
+    k = rows, n = cols;
+    data.assign(static_cast<std::size_t>(k * panels() * NB), T(0));
+    for (Index k0 = 0; k0 < k; k0 += gemm_detail::kKC)
+      gemm_detail::pack_b_block(B, ldb, n, k0, std::min(gemm_detail::kKC, k - k0), data.data() + k0 * panels() * NB);
+  }
+};
+
+// C (m x [panel p0 * NB, panel p1 * NB) ∩ [0, n)) (+)= A (m x k) times those columns of B,
+// packed in pb (B itself, row stride ldb, for products of a few rows, which do not pack).
+template <class T>
+void gemm_packed(Index m, const T* A, Index lda, const T* B, Index ldb, const PackedB<T>& pb, Index p0, Index p1,
+                 T* C, Index ldc, bool accumulate = false) {
+  using namespace gemm_detail;
+  constexpr Index NB = PackedB<T>::NB;
+  const Index j0 = p0 * NB, n = std::min(pb.n, p1 * NB) - j0;
+  if (gemm_trivial(m, n, pb.k, C + j0, ldc, accumulate)) return;
+  if (m <= kMR) return gemm_rows(m, n, pb.k, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
+  const Index panels = pb.panels();
+  gemm_panels(m, n, pb.k, A, lda, [&](Index k0, Index kc) {
+    return pb.data.data() + k0 * panels * NB + p0 * kc * NB;
+  }, C + j0, ldc, accumulate);
 }
 
 // Products smaller than this many multiply-adds are not worth a fork/join.
@@ -243,6 +313,33 @@ void product(const MA& A, const MB& B, MC&& C, int threads, bool accumulate = fa
     const Index j0 = std::min(n, blocks * p / parts * W), j1 = std::min(n, blocks * (p + 1) / parts * W);
     if (j1 > j0) gemm<T>(m, j1 - j0, k, a, lda, b + j0, ldb, c + j0, ldc, accumulate);
   }
+}
+
+// C = A B (+ C) with B also packed (PackedB of Bm), the panels of C split over `threads`.
+template <class MA, class MB, class MC>
+void product(const MA& A, const MB& Bm, const PackedB<typename std::decay_t<MC>::Scalar>& B, MC&& C, int threads,
+             bool accumulate = false) {
+  using T = typename std::decay_t<MC>::Scalar;
+  static_assert(std::decay_t<MA>::IsRowMajor || std::decay_t<MA>::RowsAtCompileTime == 1, "A must be row-major");
+  static_assert(std::decay_t<MC>::IsRowMajor || std::decay_t<MC>::RowsAtCompileTime == 1, "C must be row-major");
+  const Index m = A.rows(), k = A.cols(), n = B.n;
+  if (B.k != k || Bm.rows() != k || Bm.cols() != n || C.rows() != m || C.cols() != n)
+    throw std::logic_error("product: shapes do not match");
+  const Index panels = B.panels();
+  int parts = 1;
+#ifdef _OPENMP
+  if (threads > 1 && !omp_in_parallel() && m * n * k >= kSplitMinWork && panels >= 2)
+    parts = static_cast<int>(std::min<Index>(threads, panels));
+#endif
+  if (parts <= 1) {
+    gemm_packed<T>(m, A.data(), A.outerStride(), Bm.data(), Bm.outerStride(), B, 0, panels, C.data(), C.outerStride(),
+                   accumulate);
+    return;
+  }
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int p = 0; p < parts; ++p)
+    gemm_packed<T>(m, A.data(), A.outerStride(), Bm.data(), Bm.outerStride(), B, panels * p / parts,
+                   panels * (p + 1) / parts, C.data(), C.outerStride(), accumulate);
 }
 
 // The sum of n values in index order: one chain, the same bits for the same values wherever
