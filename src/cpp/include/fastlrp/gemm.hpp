@@ -5,11 +5,13 @@
 // run along j only, never along k, and a partial vector (a column tail) is a masked vector of
 // the same instruction, so C_ij comes out bit-identical wherever it sits: in the body or a
 // tail, in any row of any tile, on any thread, in a batch of any size. Blocking over k stores
-// the chain's value in C and continues from it, which changes nothing either. This is what
-// makes ties stay ties (identical input patches give identical outputs) and explanations
-// independent of the thread count and the batch (docs/reliability.md). Eigen's GEMM, which
-// fastlrp used before, vectorises the last rows of a block along k and picks its k-blocking
-// from the matrix sizes: the same output came out in different bits in different places.
+// the chain's value in C and continues from it, which changes nothing either; blocking and
+// packing A and B (per call, or B once ahead in a PackedB) only change where operands are read
+// from. This is what makes ties stay ties (identical input patches give identical outputs) and
+// explanations independent of the thread count and the batch (docs/reliability.md). Eigen's
+// GEMM, which fastlrp used before, vectorises the last rows of a block along k and picks its
+// k-blocking from the matrix sizes: the same output came out in different bits in different
+// places.
 //
 // Threading is the caller's: `product` splits the columns of C over threads (never k).
 #pragma once
@@ -93,9 +95,9 @@ void micro_rows(int nv, bool tail, Index kc, const T* A, Index lda, const T* B, 
   case NV:                                                                        \
     if constexpr (NV <= kNV) {                                                    \
       if (tail)                                                                   \
-        micro<T, R, NV, true, Pk>(kc, A, lda, B, ldb, C, ldc, rem, load_c);   \
+        micro<T, R, NV, true, Pk>(kc, A, lda, B, ldb, C, ldc, rem, load_c);       \
       else                                                                        \
-        micro<T, R, NV, false, Pk>(kc, A, lda, B, ldb, C, ldc, rem, load_c);  \
+        micro<T, R, NV, false, Pk>(kc, A, lda, B, ldb, C, ldc, rem, load_c);      \
     }                                                                             \
     return;
   switch (nv) {
@@ -119,10 +121,6 @@ void micro_any(int mr, int nv, bool tail, Index kc, const T* A, Index lda, const
     case 6: return micro_rows<T, 6, Pk>(nv, tail, kc, A, lda, B, ldb, C, ldc, rem, load_c);
   }
 }
-
-}  // namespace gemm_detail
-
-namespace gemm_detail {
 
 // B's block of kc rows from row k0, packed as panels of NB columns, each contiguous (kc x NB;
 // columns past n zero): rows of B lie ldb apart, a page or more for wide layers, and read panel
