@@ -64,3 +64,16 @@ def same_relevance(loaded, native, x, composite="epsilon_plus_flat"):
     b = fl.LRP(native, composite)(x)
     np.testing.assert_array_equal(a.targets, b.targets)
     np.testing.assert_allclose(a.relevance, b.relevance, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(b.relevance).max())))
+
+
+def assert_reproducible(lrp, x, i):
+    """lrp's relevance for batch x is bitwise the same at 1, 2 and 8 threads, and sample i's is
+    the same explained alone."""
+    base = lrp(x).relevance
+    for threads in (1, 2, 8):
+        fl.set_num_threads(threads)
+        try:
+            np.testing.assert_array_equal(lrp(x).relevance, base)
+            np.testing.assert_array_equal(lrp(x[i:i + 1]).relevance, base[i:i + 1])
+        finally:
+            fl.set_num_threads(None)

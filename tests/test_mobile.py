@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import fastlrp as fl
 from fastlrp import composites, reference, rules
 
-from conftest import DTYPES, assert_close
+from conftest import DTYPES, assert_close, assert_reproducible
 
 RULES = {
     "eps0": rules.Epsilon(0), "eps": rules.Epsilon(), "eps0.3": rules.Epsilon(0.3), "zplus": rules.ZPlus(),
@@ -480,15 +480,7 @@ def test_wide_depthwise_and_uneven_padding_reproducible_across_threads_and_batch
     x = rng.normal(size=(7, 3, 32, 32))
     x[:, :, 4:28, 4:28] = 0.5  # a constant region
     for composite in ("epsilon_plus_flat", composites.epsilon_gamma_box(-3, 3)):
-        lrp = fl.LRP(model, composite)
-        base = lrp(x).relevance
-        for threads in (1, 2, 8):
-            fl.set_num_threads(threads)
-            try:
-                np.testing.assert_array_equal(lrp(x).relevance, base)
-                np.testing.assert_array_equal(lrp(x[3:4]).relevance, base[3:4])
-            finally:
-                fl.set_num_threads(None)
+        assert_reproducible(fl.LRP(model, composite), x, 3)
     z = fl.Model(x_in, h)(x)  # the depthwise layer's forward output
     inner = z[:, :, 4:12, 4:12]  # reads only constant input, through constant first-layer outputs
     np.testing.assert_array_equal(inner, np.broadcast_to(inner[:, :, :1, :1], inner.shape))
