@@ -7,7 +7,8 @@
 // tail, in any row of any tile, on any thread, in a batch of any size. Blocking over k stores
 // the chain's value in C and continues from it, which changes nothing either; blocking and
 // packing A and B (per call, or B once ahead in a PackedB) only change where operands are read
-// from. This is what makes ties stay ties (identical input patches give identical outputs) and
+// from, and skipping the terms whose A_ik is zero (when A is mostly zeros, as activations after
+// a ReLU are) gives the full chain's bits too (gemm_sparse). This is what makes ties stay ties (identical input patches give identical outputs) and
 // explanations independent of the thread count and the batch (docs/reliability.md). Eigen's
 // GEMM, which fastlrp used before, vectorises the last rows of a block along k and picks its
 // k-blocking from the matrix sizes: the same output came out in different bits in different
@@ -19,6 +20,7 @@
 #include "fastlrp/isa.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -222,6 +224,191 @@ bool gemm_trivial(Index m, Index n, Index k, T* C, Index ldc, bool accumulate) {
   return false;
 }
 
+
+// ---- The zeros of A, skipped ----
+// Activations after a ReLU and relevance below one are about half zeros. A term whose A_ik is
+// zero (either sign) adds a zero product, which leaves the chain's value as it is -- except that
+// a running value of -0 plus a +0 product is +0. The chain starts at +0 and only goes to -0 when
+// a product underflows to zero, so a chain without A's zero terms ends in the same bits as the
+// full chain, unless it ends at -0: those outputs (found in one pass, and in practice never)
+// are recomputed with the full chain. So skipping is exact, and the choice whether to skip
+// (by the density of A) cannot change a result.
+//
+// Each row of A is compressed to its nonzero values and their k. A pass takes kSparseGroup
+// panels of B (12 vectors of columns, held in registers as one row of C) and a slab of
+// kSparseK(T) rows of them, which stays in L1; each nonzero A_ik adds A_ik times row k of the
+// slab to the row of C. The cost is the nonzeros', one load of B per multiply-add from L1.
+constexpr int kSparseGroup = kNV == 4 ? 3 : 6;
+template <class T>
+constexpr Index kSparseK() {
+  constexpr Index bytes = Index(kSparseGroup) * kNV * simd::Vec<T>::W * Index(sizeof(T));
+  return std::max<Index>(16, (Index(24) << 10) / bytes);
+}
+// Zeros are skipped when A has at most this fraction of nonzeros and C at least one full pass of
+// columns (fewer accumulators per nonzero do not repay the load of B per multiply-add). Measured
+// break-even densities on the MLP's and ResNet's shapes (bench/README.md): AVX2 about 0.6
+// (float64) and 0.5 (float32), a nonzero costing about 1.4 dense multiply-adds; SSE, whose
+// dense kernel is bound by its broadcasts, about 0.65 and 0.85.
+template <class T>
+constexpr double kSparseMaxDensity = simd::kBytes == 16 ? (sizeof(T) == 8 ? 0.6 : 0.75)
+                                                        : (sizeof(T) == 8 ? 0.55 : 0.45);
+
+template <class T>
+struct SparseRows {
+  std::vector<T> val;     // nonzero values, row by row
+  std::vector<int> idx;   // their k
+  Index slabs = 0;        // slabs of kSparseK(T) values of k
+  std::vector<Index> at;  // row i's nonzeros in slab t: [at[t * m + i], at[(t + 1) * m + i])
+};
+
+template <class T>
+Index count_nonzero(Index m, Index k, const T* A, Index lda) {
+  Index c = 0;
+  for (Index i = 0; i < m; ++i) {
+    const T* a = A + i * lda;
+    Index ci = 0;
+    for (Index kk = 0; kk < k; ++kk) ci += a[kk] != T(0);
+    c += ci;
+  }
+  return c;
+}
+
+template <class T>
+void compress_rows(Index m, Index k, const T* A, Index lda, Index nnz, SparseRows<T>& s) {
+  s.val.resize(static_cast<std::size_t>(nnz + 1));  // + 1: every value is written, kept or not
+  s.idx.resize(static_cast<std::size_t>(nnz + 1));
+  constexpr Index KS = kSparseK<T>();
+  s.slabs = (k + KS - 1) / KS;
+  s.at.resize(static_cast<std::size_t>(m * (s.slabs + 1)));
+  T* val = s.val.data();
+  int* idx = s.idx.data();
+  Index p = 0;
+  for (Index i = 0; i < m; ++i) {
+    const T* a = A + i * lda;
+    Index* at = s.at.data() + i;
+    for (Index t = 0; t < s.slabs; ++t) {
+      at[t * m] = p;
+      for (Index kk = t * KS; kk < std::min(k, (t + 1) * KS); ++kk) {
+        const T v = a[kk];
+        val[p] = v;
+        idx[p] = static_cast<int>(kk);
+        p += v != T(0);
+      }
+    }
+    at[s.slabs * m] = p;
+  }
+}
+
+// One pass: rows [0, m) of C's `cols` columns (G panels, the last possibly partial) += the
+// nonzeros of each row in [k0, k0 + kc) times the panels at Bp (panel g at Bp + g * pstride,
+// row kk at + (kk - k0) * NB), slab by slab of KS rows copied together.
+template <class T, int G>
+void sparse_pass(Index m, const SparseRows<T>& s, Index k0, Index kc, const T* Bp, Index pstride, T* C, Index ldc,
+                 Index cols) {
+  using S = simd::Vec<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  constexpr Index NB = kNV * W;
+  constexpr int NV = G * kNV;
+  constexpr Index KS = kSparseK<T>();
+  const bool full = cols == G * NB;
+  alignas(64) T buf[G * NB];
+  alignas(64) T slab[KS * G * NB];  // rows [kb, kb + KS) of the G panels, row by row
+  const T* val = s.val.data();
+  const int* idx = s.idx.data();
+  for (Index ks = 0; ks < kc; ks += KS) {
+    const Index kb = k0 + ks, kn = std::min(KS, kc - ks);
+    for (Index kk = 0; kk < kn; ++kk)
+#pragma GCC unroll 16
+      for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+        for (int v = 0; v < kNV; ++v)
+          S::store(slab + kk * (G * NB) + g * NB + v * W, S::load(Bp + g * pstride + (ks + kk) * NB + v * W));
+    const Index* at = s.at.data() + kb / KS * m;
+    for (Index i = 0; i < m; ++i) {
+      Index p = at[i];
+      const Index q = at[m + i];
+      if (q == p) continue;
+      T* c = full ? C + i * ldc : buf;
+      if (!full) std::copy(C + i * ldc, C + i * ldc + cols, buf);
+      V acc[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[v] = S::load(c + v * W);
+      for (; p < q; ++p) {
+        const V a = S::set1(val[p]);
+        const T* b = slab + (idx[p] - kb) * (G * NB);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[v] = S::fmadd(a, S::load(b + v * W), acc[v]);
+      }
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) S::store(c + v * W, acc[v]);
+      if (!full) std::copy(buf, buf + cols, C + i * ldc);
+    }
+  }
+}
+
+template <class T>
+void sparse_pass_any(int g, Index m, const SparseRows<T>& s, Index k0, Index kc, const T* Bp, Index pstride, T* C,
+                     Index ldc, Index cols) {
+  switch (g) {
+#define FASTLRP_SPARSE_CASE(G)                                                                  \
+  case G:                                                                                       \
+    if constexpr (G <= kSparseGroup) sparse_pass<T, G>(m, s, k0, kc, Bp, pstride, C, ldc, cols); \
+    return;
+    FASTLRP_SPARSE_CASE(1)
+    FASTLRP_SPARSE_CASE(2)
+    FASTLRP_SPARSE_CASE(3)
+    FASTLRP_SPARSE_CASE(4)
+    FASTLRP_SPARSE_CASE(5)
+    FASTLRP_SPARSE_CASE(6)
+#undef FASTLRP_SPARSE_CASE
+  }
+}
+
+// C[:, 0:n] = A B with A's zeros skipped (A compressed in s); block(k0, kc) returns B's packed
+// panels for rows [k0, k0 + kc) as in gemm_panels; B itself (row stride ldb) for the recomputed
+// -0 outputs.
+template <class T, class Block>
+void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, const SparseRows<T>& s, Block&& block,
+                 const T* B, Index ldb, T* C, Index ldc) {
+  using S = simd::Vec<T>;
+  constexpr Index NB = kNV * S::W;
+  static_assert(kKC % kSparseK<T>() == 0, "a slab never straddles two blocks of B");
+  for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
+  const Index panels = (n + NB - 1) / NB;
+  for (Index k0 = 0; k0 < k; k0 += kKC) {
+    const Index kc = std::min(kKC, k - k0);
+    const T* Bp = block(k0, kc);
+    for (Index p = 0; p < panels; p += kSparseGroup) {
+      const int g = static_cast<int>(std::min<Index>(kSparseGroup, panels - p));
+      sparse_pass_any<T>(g, m, s, k0, kc, Bp + p * kc * NB, kc * NB, C + p * NB, ldc,
+                         std::min(Index(g) * NB, n - p * NB));
+    }
+  }
+  // The outputs that ended at -0: the full chain decides their sign.
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < n; ++j) {
+      T& c = C[i * ldc + j];
+      if (c != T(0) || !std::signbit(c)) continue;
+      auto acc = S::zero();
+      for (Index kk = 0; kk < k; ++kk) acc = S::fmadd(S::set1(A[i * lda + kk]), S::set1(B[kk * ldb + j]), acc);
+      alignas(64) T lane[S::W];
+      S::store(lane, acc);
+      c = lane[0];
+    }
+}
+
+// Whether gemm skips A's zeros, and if so A compressed (in a buffer of the calling thread).
+template <class T>
+const SparseRows<T>* sparse_a(Index m, Index n, Index k, const T* A, Index lda, bool accumulate) {
+  if (accumulate || n < kSparseGroup * kNV * simd::Vec<T>::W) return nullptr;
+  const Index nnz = count_nonzero(m, k, A, lda);
+  if (double(nnz) > kSparseMaxDensity<T> * double(m) * double(k)) return nullptr;
+  static thread_local SparseRows<T> rows;
+  compress_rows(m, k, A, lda, nnz, rows);
+  return &rows;
+}
+
 }  // namespace gemm_detail
 
 // C (m x n, row stride ldc) = A (m x k, row stride lda) B (k x n, row stride ldb), plus C's
@@ -232,14 +419,18 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
   using namespace gemm_detail;
   constexpr Index NB = kNV * simd::Vec<T>::W;
   if (gemm_trivial(m, n, k, C, ldc, accumulate)) return;
-  if (m <= kMR) return gemm_rows(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
+  // A few rows read B once: packing it for the sparse path would cost more than the zeros save.
+  const SparseRows<T>* sparse = m > kMR ? sparse_a(m, n, k, A, lda, accumulate) : nullptr;
+  if (!sparse && m <= kMR) return gemm_rows(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
   static thread_local std::vector<T> packed;
   const Index panels = (n + NB - 1) / NB;
   if (packed.size() < static_cast<std::size_t>(kKC * panels * NB)) packed.resize(kKC * panels * NB);
-  gemm_panels(m, n, k, A, lda, [&](Index k0, Index kc) {
+  auto block = [&](Index k0, Index kc) {
     pack_b_block(B, ldb, n, k0, kc, packed.data());
     return static_cast<const T*>(packed.data());
-  }, C, ldc, accumulate);
+  };
+  if (sparse) return gemm_sparse(m, n, k, A, lda, *sparse, block, B, ldb, C, ldc);
+  gemm_panels(m, n, k, A, lda, block, C, ldc, accumulate);
 }
 
 // A fixed right-hand side (a layer's weights), packed once as gemm packs B on every call: for
@@ -270,11 +461,12 @@ void gemm_packed(Index m, const T* A, Index lda, const T* B, Index ldb, const Pa
   constexpr Index NB = PackedB<T>::NB;
   const Index j0 = p0 * NB, n = std::min(pb.n, p1 * NB) - j0;
   if (gemm_trivial(m, n, pb.k, C + j0, ldc, accumulate)) return;
-  if (m <= kMR) return gemm_rows(m, n, pb.k, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
+  const SparseRows<T>* sparse = sparse_a(m, n, pb.k, A, lda, accumulate);
+  if (!sparse && m <= kMR) return gemm_rows(m, n, pb.k, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
   const Index panels = pb.panels();
-  gemm_panels(m, n, pb.k, A, lda, [&](Index k0, Index kc) {
-    return pb.data.data() + k0 * panels * NB + p0 * kc * NB;
-  }, C + j0, ldc, accumulate);
+  auto block = [&](Index k0, Index kc) { return pb.data.data() + k0 * panels * NB + p0 * kc * NB; };
+  if (sparse) return gemm_sparse(m, n, pb.k, A, lda, *sparse, block, B + j0, ldb, C + j0, ldc);
+  gemm_panels(m, n, pb.k, A, lda, block, C + j0, ldc, accumulate);
 }
 
 // Products smaller than this many multiply-adds are not worth a fork/join.
