@@ -182,6 +182,28 @@ def test_split_products_bitwise_for_any_threads(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["epsilon", "epsilon_plus"])
+def test_skipped_zeros_bitwise_for_any_batch(rng, dtype, name):
+    """The GEMM skips the left operand's zeros when a batch's inputs are mostly zeros (gemm.hpp).
+    Every fourth sample here is 90 % zeros and the others have none, so the first layer's product
+    takes the dense path for a batch of all 64 and the zero-skipping one for the sparse samples
+    alone (every product is wide enough for it): each sample's relevance and output must agree to the bit either way, at any
+    thread count."""
+    layers = [fl.Dense(he(rng, 300, 400).astype(dtype), (rng.normal(size=300) * 0.1).astype(dtype)), fl.ReLU(),
+              fl.Dense(he(rng, 200, 300).astype(dtype), (rng.normal(size=200) * 0.1).astype(dtype)), fl.ReLU(),
+              fl.Dense(he(rng, 10, 200).astype(dtype), np.zeros(10, dtype))]
+    lrp = fl.LRP(fl.Sequential(layers), name)
+    x = np.abs(rng.normal(size=(64, 400))).astype(dtype)
+    x[::4][rng.random((16, 400)) < 0.9] = 0
+    ref_rel, ref_out = explain_rows(lrp, x, slice(0, 64), 1)
+    for threads in THREADS:
+        for rows in [slice(0, 64), slice(0, 64, 4), slice(0, 1), slice(1, 2), slice(10, 26)]:
+            rel, out = explain_rows(lrp, x, rows, threads)
+            np.testing.assert_array_equal(rel, ref_rel[rows], err_msg=f"{threads} threads, rows {rows}")
+            np.testing.assert_array_equal(out, ref_out[rows])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_graph_explanation_bitwise_for_any_threads_and_batch(rng, dtype):
     inp = fl.Input((3, 16, 16))
     h = fl.Conv2d(he(rng, 8, 3, 3, 3).astype(dtype), np.zeros(8, dtype), padding=1)(inp)

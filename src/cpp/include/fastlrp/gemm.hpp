@@ -21,6 +21,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -385,17 +388,30 @@ void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, const SparseR
                          std::min(Index(g) * NB, n - p * NB));
     }
   }
-  // The outputs that ended at -0: the full chain decides their sign.
-  for (Index i = 0; i < m; ++i)
-    for (Index j = 0; j < n; ++j) {
-      T& c = C[i * ldc + j];
-      if (c != T(0) || !std::signbit(c)) continue;
-      auto acc = S::zero();
-      for (Index kk = 0; kk < k; ++kk) acc = S::fmadd(S::set1(A[i * lda + kk]), S::set1(B[kk * ldb + j]), acc);
-      alignas(64) T lane[S::W];
-      S::store(lane, acc);
-      c = lane[0];
+  // The outputs that ended at -0: the full chain decides their sign. (Without a fused
+  // multiply-add a chain from +0 never reaches -0: an underflowed product is rounded first and
+  // +0 + -0 is +0.)
+  if constexpr (simd::kBytes >= 32) {
+    using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+    constexpr U kNegZero = U(1) << (8 * sizeof(T) - 1);
+    for (Index i = 0; i < m; ++i) {
+      T* row = C + i * ldc;
+      U hit = 0;
+      for (Index j = 0; j < n; ++j) {
+        U u;
+        std::memcpy(&u, row + j, sizeof u);
+        hit |= u == kNegZero;
+      }
+      for (Index j = 0; hit && j < n; ++j) {
+        if (row[j] != T(0) || !std::signbit(row[j])) continue;
+        auto acc = S::zero();
+        for (Index kk = 0; kk < k; ++kk) acc = S::fmadd(S::set1(A[i * lda + kk]), S::set1(B[kk * ldb + j]), acc);
+        alignas(64) T lane[S::W];
+        S::store(lane, acc);
+        row[j] = lane[0];
+      }
     }
+  }
 }
 
 // Whether gemm skips A's zeros, and if so A compressed (in a buffer of the calling thread).
