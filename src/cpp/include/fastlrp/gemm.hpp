@@ -245,7 +245,7 @@ constexpr int kSparseGroup = kNV == 4 ? 3 : 6;
 template <class T>
 constexpr Index kSparseK() {
   constexpr Index bytes = Index(kSparseGroup) * kNV * simd::Vec<T>::W * Index(sizeof(T));
-  return std::max<Index>(16, (Index(24) << 10) / bytes);
+  return std::min(kKC, std::max<Index>(16, (Index(24) << 10) / bytes));
 }
 // Zeros are skipped when A has at most this fraction of nonzeros and C at least one full pass of
 // columns (fewer accumulators per nonzero do not repay the load of B per multiply-add). Measured
