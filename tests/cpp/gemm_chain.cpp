@@ -57,5 +57,10 @@ int main() {
       int b = check<float>(m, n, k, z, false, packed, true) + check<double>(m, n, k, z, false, packed, true);
       if (b) { printf("bad tiny m=%d n=%d k=%d z=%g packed=%d: %d\n", m, n, k, z, packed, b); bad += b; }
     }
+  // k so long that the zero-skipping path compresses A in two blocks of rows
+  for (int packed : {0, 1}) {
+    int b = check<float>(100, 100, 12000, 0.9, false, packed) + check<double>(100, 100, 12000, 0.9, false, packed);
+    if (b) { printf("bad long k packed=%d: %d\n", packed, b); bad += b; }
+  }
   printf("total bad %d\n", bad);
 }

@@ -368,24 +368,35 @@ void sparse_pass_any(int g, Index m, const SparseRows<T>& s, Index k0, Index kc,
   }
 }
 
-// C[:, 0:n] = A B with A's zeros skipped (A compressed in s); block(k0, kc) returns B's packed
-// panels for rows [k0, k0 + kc) as in gemm_panels; B itself (row stride ldb) for the recomputed
-// -0 outputs.
+// Rows of A compressed at a time: bounds the compressed copy (values and k, about the size of
+// those rows of A) however large the batch; rows are independent, so the split changes nothing.
+constexpr Index kSparseBlockValues = Index(1) << 20;
+
+// C[:, 0:n] = A B with A's zeros skipped; block(k0, kc) returns B's packed panels for rows
+// [k0, k0 + kc) as in gemm_panels; B itself (row stride ldb) for the recomputed -0 outputs.
 template <class T, class Block>
-void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, const SparseRows<T>& s, Block&& block,
-                 const T* B, Index ldb, T* C, Index ldc) {
+void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, Block&& block, const T* B, Index ldb, T* C,
+                 Index ldc) {
   using S = simd::Vec<T>;
   constexpr Index NB = kNV * S::W;
   static_assert(kKC % kSparseK<T>() == 0, "a slab never straddles two blocks of B");
-  for (Index i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
+  static thread_local SparseRows<T> s;
   const Index panels = (n + NB - 1) / NB;
-  for (Index k0 = 0; k0 < k; k0 += kKC) {
-    const Index kc = std::min(kKC, k - k0);
-    const T* Bp = block(k0, kc);
-    for (Index p = 0; p < panels; p += kSparseGroup) {
-      const int g = static_cast<int>(std::min<Index>(kSparseGroup, panels - p));
-      sparse_pass_any<T>(g, m, s, k0, kc, Bp + p * kc * NB, kc * NB, C + p * NB, ldc,
-                         std::min(Index(g) * NB, n - p * NB));
+  const Index mb = std::max<Index>(1, kSparseBlockValues / k);
+  for (Index i0 = 0; i0 < m; i0 += mb) {
+    const Index rows = std::min(mb, m - i0);
+    const T* Ai = A + i0 * lda;
+    T* Ci = C + i0 * ldc;
+    compress_rows(rows, k, Ai, lda, count_nonzero(rows, k, Ai, lda), s);
+    for (Index i = 0; i < rows; ++i) std::fill(Ci + i * ldc, Ci + i * ldc + n, T(0));
+    for (Index k0 = 0; k0 < k; k0 += kKC) {
+      const Index kc = std::min(kKC, k - k0);
+      const T* Bp = block(k0, kc);
+      for (Index p = 0; p < panels; p += kSparseGroup) {
+        const int g = static_cast<int>(std::min<Index>(kSparseGroup, panels - p));
+        sparse_pass_any<T>(g, rows, s, k0, kc, Bp + p * kc * NB, kc * NB, Ci + p * NB, ldc,
+                           std::min(Index(g) * NB, n - p * NB));
+      }
     }
   }
   // The outputs that ended at -0: the full chain decides their sign. (Without a fused
@@ -414,15 +425,11 @@ void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, const SparseR
   }
 }
 
-// Whether gemm skips A's zeros, and if so A compressed (in a buffer of the calling thread).
+// Whether gemm skips A's zeros: A mostly zeros and C wide enough for a full pass.
 template <class T>
-const SparseRows<T>* sparse_a(Index m, Index n, Index k, const T* A, Index lda, bool accumulate) {
-  if (accumulate || n < kSparseGroup * kNV * simd::Vec<T>::W) return nullptr;
-  const Index nnz = count_nonzero(m, k, A, lda);
-  if (double(nnz) > kSparseMaxDensity<T> * double(m) * double(k)) return nullptr;
-  static thread_local SparseRows<T> rows;
-  compress_rows(m, k, A, lda, nnz, rows);
-  return &rows;
+bool skip_zeros(Index m, Index n, Index k, const T* A, Index lda, bool accumulate) {
+  if (accumulate || n < kSparseGroup * kNV * simd::Vec<T>::W) return false;
+  return double(count_nonzero(m, k, A, lda)) <= kSparseMaxDensity<T> * double(m) * double(k);
 }
 
 }  // namespace gemm_detail
@@ -436,7 +443,7 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
   constexpr Index NB = kNV * simd::Vec<T>::W;
   if (gemm_trivial(m, n, k, C, ldc, accumulate)) return;
   // A few rows read B once: packing it for the sparse path would cost more than the zeros save.
-  const SparseRows<T>* sparse = m > kMR ? sparse_a(m, n, k, A, lda, accumulate) : nullptr;
+  const bool sparse = m > kMR && skip_zeros(m, n, k, A, lda, accumulate);
   if (!sparse && m <= kMR) return gemm_rows(m, n, k, A, lda, B, ldb, C, ldc, accumulate);
   static thread_local std::vector<T> packed;
   const Index panels = (n + NB - 1) / NB;
@@ -445,7 +452,7 @@ void gemm(Index m, Index n, Index k, const T* A, Index lda, const T* B, Index ld
     pack_b_block(B, ldb, n, k0, kc, packed.data());
     return static_cast<const T*>(packed.data());
   };
-  if (sparse) return gemm_sparse(m, n, k, A, lda, *sparse, block, B, ldb, C, ldc);
+  if (sparse) return gemm_sparse(m, n, k, A, lda, block, B, ldb, C, ldc);
   gemm_panels(m, n, k, A, lda, block, C, ldc, accumulate);
 }
 
@@ -477,11 +484,11 @@ void gemm_packed(Index m, const T* A, Index lda, const T* B, Index ldb, const Pa
   constexpr Index NB = PackedB<T>::NB;
   const Index j0 = p0 * NB, n = std::min(pb.n, p1 * NB) - j0;
   if (gemm_trivial(m, n, pb.k, C + j0, ldc, accumulate)) return;
-  const SparseRows<T>* sparse = sparse_a(m, n, pb.k, A, lda, accumulate);
+  const bool sparse = skip_zeros(m, n, pb.k, A, lda, accumulate);
   if (!sparse && m <= kMR) return gemm_rows(m, n, pb.k, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
   const Index panels = pb.panels();
   auto block = [&](Index k0, Index kc) { return pb.data.data() + k0 * panels * NB + p0 * kc * NB; };
-  if (sparse) return gemm_sparse(m, n, pb.k, A, lda, *sparse, block, B + j0, ldb, C + j0, ldc);
+  if (sparse) return gemm_sparse(m, n, pb.k, A, lda, block, B + j0, ldb, C + j0, ldc);
   gemm_panels(m, n, pb.k, A, lda, block, C + j0, ldc, accumulate);
 }
 
