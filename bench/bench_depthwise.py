@@ -16,26 +16,16 @@ ratios are the kernel's shares of the two copy bandwidths.
 
 import argparse
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import fastlrp as fl
+from _timing import median_time
 
 # (channels, height = width) of MobileNetV2's 3x3 stride-1 depthwise convolutions at 224x224
 SHAPES = [(96, 112), (144, 56), (192, 28), (384, 14), (576, 14), (960, 7)]
 EXTRA = 4  # layers timed: a chain of 1 + EXTRA depthwise layers against a chain of 1
-
-
-def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main():

@@ -17,24 +17,14 @@ unset them for this one command: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE p
 
 import argparse
 import os
-import time
 
 import numpy as np
 
 import fastlrp as fl
+from _timing import median_time
 
+PAUSE = 0.3  # OpenBLAS's threads spin for a while after a call: let them park first
 DENSITIES = [1.0, 0.7, 0.55, 0.5, 0.4, 0.3, 0.2, 0.1]
-
-
-def median_time(fn, repeat):
-    time.sleep(0.3)  # OpenBLAS's threads spin for a while after a call: let them park first
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main():
@@ -62,8 +52,8 @@ def main():
             x[rng.random((n, d)) >= dens] = 0
             xs.append(x)
         # every fastlrp case first, then every numpy case: OpenBLAS's spinning threads stay out
-        t_fl = [median_time(lambda x=x: model(x), args.repeat) for x in xs]
-        t_np = [median_time(lambda x=x: x @ wt, args.repeat) for x in xs]
+        t_fl = [median_time(lambda x=x: model(x), args.repeat, PAUSE) for x in xs]
+        t_np = [median_time(lambda x=x: x @ wt, args.repeat, PAUSE) for x in xs]
         tol = 1e-9 if dtype == np.float64 else 1e-3
         for dens, x, tf, tn in zip(DENSITIES, xs, t_fl, t_np):
             ref = x @ wt
