@@ -1,8 +1,10 @@
 // fastlrp's GEMM (src/cpp/include/fastlrp/gemm.hpp) against the definition it promises: every
 // output is one chain of multiply-adds over k in order (fused where the ISA has FMA), the same
 // bits including the sign of zero, for shapes with row and column tails, k-blocking, sparse
-// rows (A's zeros skipped, also where products underflow to zeros of either sign), accumulation into C, and B packed ahead (PackedB, as dense layers keep their weights),
-// whole or a range of its panels at a time (as threads split it). Built and run by
+// rows (A's zeros skipped, also where products underflow to zeros of either sign, and A long
+// enough to be compressed in two blocks of rows), accumulation into C, and B packed ahead
+// (PackedB, as dense layers keep their weights), whole or a range of its panels at a time (as
+// threads split it). Built and run by
 // tests/test_gemm_exact.py at each ISA level the CPU runs; prints "total bad 0" when exact.
 #include "fastlrp/gemm.hpp"
 #include <random>

@@ -8,8 +8,9 @@
 // the chain's value in C and continues from it, which changes nothing either; blocking and
 // packing A and B (per call, or B once ahead in a PackedB) only change where operands are read
 // from, and skipping the terms whose A_ik is zero (when A is mostly zeros, as activations after
-// a ReLU are) gives the full chain's bits too (gemm_sparse). This is what makes ties stay ties (identical input patches give identical outputs) and
-// explanations independent of the thread count and the batch (docs/reliability.md). Eigen's
+// a ReLU are) gives the full chain's bits too (gemm_sparse). This is what makes ties stay ties
+// (identical input patches give identical outputs) and explanations independent of the thread
+// count and the batch (docs/reliability.md). Eigen's
 // GEMM, which fastlrp used before, vectorises the last rows of a block along k and picks its
 // k-blocking from the matrix sizes: the same output came out in different bits in different
 // places.
@@ -276,10 +277,13 @@ Index count_nonzero(Index m, Index k, const T* A, Index lda) {
   return c;
 }
 
+// Sized for every value of the rows (at most kSparseBlockValues): no second count of the nonzeros.
 template <class T>
-void compress_rows(Index m, Index k, const T* A, Index lda, Index nnz, SparseRows<T>& s) {
-  s.val.resize(static_cast<std::size_t>(nnz + 1));  // + 1: every value is written, kept or not
-  s.idx.resize(static_cast<std::size_t>(nnz + 1));
+void compress_rows(Index m, Index k, const T* A, Index lda, SparseRows<T>& s) {
+  if (s.val.size() < static_cast<std::size_t>(m * k)) {
+    s.val.resize(static_cast<std::size_t>(m * k));
+    s.idx.resize(static_cast<std::size_t>(m * k));
+  }
   constexpr Index KS = kSparseK<T>();
   s.slabs = (k + KS - 1) / KS;
   s.at.resize(static_cast<std::size_t>(m * (s.slabs + 1)));
@@ -293,7 +297,7 @@ void compress_rows(Index m, Index k, const T* A, Index lda, Index nnz, SparseRow
       at[t * m] = p;
       for (Index kk = t * KS; kk < std::min(k, (t + 1) * KS); ++kk) {
         const T v = a[kk];
-        val[p] = v;
+        val[p] = v;  // written whether kept or not (no branch): p <= i * k + kk < m * k
         idx[p] = static_cast<int>(kk);
         p += v != T(0);
       }
@@ -387,7 +391,7 @@ void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, Block&& block
     const Index rows = std::min(mb, m - i0);
     const T* Ai = A + i0 * lda;
     T* Ci = C + i0 * ldc;
-    compress_rows(rows, k, Ai, lda, count_nonzero(rows, k, Ai, lda), s);
+    compress_rows(rows, k, Ai, lda, s);
     for (Index i = 0; i < rows; ++i) std::fill(Ci + i * ldc, Ci + i * ldc + n, T(0));
     for (Index k0 = 0; k0 < k; k0 += kKC) {
       const Index kc = std::min(kKC, k - k0);
