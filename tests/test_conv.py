@@ -78,7 +78,7 @@ def test_conv_rule_matches_reference(name, dtype, case):
     assert_close(e.relevance, expected, dtype)
 
 
-PLANAR_GEOMETRIES = [  # one input channel, unit x stride and dilation: the transposed-patch path
+PLANAR_GEOMETRIES = [  # one input channel: patch sums (conv.hpp), whole images or bands of rows
     dict(k=(5, 5), s=1, p=0, d=1, hw=(12, 11), n=3),
     dict(k=(3, 5), s=(2, 1), p=(1, 2), d=(2, 1), hw=(9, 8), n=2),
     dict(k=(2, 3), s=(1, 1), p=(0, 4), d=1, hw=(5, 4), n=2),   # padding wider than the kernel
@@ -106,6 +106,28 @@ def test_single_channel_conv_matches_reference(name, geom, dtype, rng):
     rule = RULES[name]
     e = fl.LRP(model, rule)(x, target=start)
     assert_close(e.relevance, reference.lrp([layer], [rule], x, target=start)[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["eps", "zbox", "flat", "gamma"])
+def test_banded_patch_sums_equal_whole_image_bitwise(name, dtype, rng):
+    """A first layer (3 channels) on a 256x256 image computes its backward a band of rows at a
+    time; crops small enough for one band must give the same bits at every interior row."""
+    layer = fl.Conv2d(rng.normal(size=(5, 3, 7, 7)).astype(dtype), rng.normal(size=5).astype(dtype), stride=2, padding=3)
+    x = rng.uniform(-1, 1, size=(2, 3, 256, 256)).astype(dtype)
+    if name == "gamma":
+        x = np.abs(x)
+    rule = rules.ZBox(np.array([-1.0, -2.0, -1.5])[:, None, None], 1.5) if name == "zbox" else RULES[name]
+    model = fl.Sequential([layer])
+    start = rng.normal(size=(2,) + model.shapes(x.shape[1:])[-1]).astype(dtype)
+    big = fl.LRP(model, rule)(x, target=start).relevance
+    h, reach = 32, 6  # rows of a crop; input rows within `reach` of its cut see other patches
+    for y0 in range(0, 256 - h + 1, 16):
+        small = fl.LRP(model, rule)(x[:, :, y0:y0 + h], target=start[:, :, y0 // 2:y0 // 2 + h // 2]).relevance
+        lo = 0 if y0 == 0 else reach
+        hi = h if y0 + h == 256 else h - reach
+        np.testing.assert_array_equal(big[:, :, y0 + lo:y0 + hi], small[:, :, lo:hi], err_msg=f"crop at row {y0}")
+    assert np.isfinite(big).all() and np.abs(big).max() > 0
 
 
 def test_conv_zbox_per_channel_bounds(rng):

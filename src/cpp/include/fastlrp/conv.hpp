@@ -33,15 +33,12 @@ namespace kernels {
 // Elements of one range's patch buffer: a few MiB, so that it stays in the caches.
 constexpr Index kPatchElems = Index(1) << 19;
 
-// A backward product's weight in gather form (see above), and its transpose for products with
-// fewer output columns than a vector has lanes (then lanes run along pixels instead).
+// A backward product's weight, in patch space (patch sums) or in gather form (see above).
 template <class T>
 struct GatherWeight {
   Index ncols = 0, parts = 0;  // columns of S per tap; blocks of C outputs per input pixel
   RowMatrix<T> Mp;             // patch sums: the patch-space weight (ncols, parts * K)
   RowMatrix<T> M;              // gathers: (taps * ncols, parts * C)
-  RowMatrix<T> Mt;             // M^T, when transposed()
-  bool transposed() const { return Mt.size() > 0; }
 
   // From a patch-space weight Mp (ncols, parts * K), K ordered (ky, kx, c).
   void set(const RowMatrix<T>& mp, Index parts_, const Geometry& g, bool patch_sum) {
@@ -58,11 +55,12 @@ struct GatherWeight {
       for (Index j = 0; j < ncols; ++j)
         for (Index p = 0; p < parts; ++p)
           for (Index c = 0; c < C; ++c) M(tap * ncols + j, p * C + c) = Mp(j, p * K + tap * C + c);
-    if (parts * C < simd::Vec<T>::W)
-      Mt = M.transpose();
-    else
-      Mt.resize(0, 0);
   }
+};
+
+// A band of input rows [iy0, iy1) and the output rows [oy0, oy1) their taps reach.
+struct RowBand {
+  Index iy0, iy1, oy0, oy1;
 };
 
 // out[0 : NV vectors] = src[0][off + ...] + src[1][off + ...] + ... + src[nt - 1][off + ...], each
@@ -98,8 +96,11 @@ struct Conv2d {
   AxisTaps ytaps, xtaps;             // the taps of each input row and column
   // The backward's second stage by patch sums: G = S M_p per output pixel (patch space, one
   // GEMM chain over S's columns), then each input value sums its taps' entries of G in the
-  // order (ky, kx). Chosen by geometry alone (never by batch or threads), when a sample's G
-  // fits in a few MiB; larger images gather (see above).
+  // order (ky, kx). Chosen by geometry alone (never by batch or threads): when a sample's G
+  // fits in a few MiB, or when the input has fewer than kPatchSumChannels channels (first
+  // layers: a gather would copy every tap's row of S to produce 1-3 values per pixel); G is
+  // then computed a band of rows at a time (patch_bands). Other layers gather (see above).
+  static constexpr Index kPatchSumChannels = 16;
   bool patch_sum = false;
 
   Index in_size() const { return g.in_size(); }
@@ -128,7 +129,7 @@ struct Conv2d {
     xcls = tap_classes(g.W, g.kw, g.sw, g.pw, g.dw, g.Wo);
     ytaps = axis_taps(g.H, g.kh, g.sh, g.ph, g.dh, g.Ho);
     xtaps = axis_taps(g.W, g.kw, g.sw, g.pw, g.dw, g.Wo);
-    patch_sum = P * 3 * K * static_cast<Index>(sizeof(T)) <= (Index(8) << 20);
+    patch_sum = P * 3 * K * static_cast<Index>(sizeof(T)) <= (Index(8) << 20) || g.C < kPatchSumChannels;
     switch (lin.rule.kind) {
       case RuleKind::Epsilon:
         gw.set(W, 1, g, patch_sum);
@@ -319,12 +320,15 @@ struct Conv2d {
       std::vector<Index> ysum(ytaps.tap.size()), xsum(xtaps.tap.size());
       for (std::size_t a = 0; a < ysum.size(); ++a) ysum[a] = ytaps.out[a] * g.Wo * PK + ytaps.tap[a] * g.kw * C;
       for (std::size_t b = 0; b < xsum.size(); ++b) xsum[b] = xtaps.out[b] * PK + xtaps.tap[b] * C;
+      const std::vector<RowBand> bands = patch_bands(PK);
+      Index band_rows = 0;
+      for (const RowBand& band : bands) band_rows = std::max(band_rows, band.oy1 - band.oy0);
       auto sample = [&](Index n, int inner) {
         Workspace& tw = thread_workspace();
         const auto tmark = tw.mark();
-        MatrixMap<T> Gs = tw.matrix<T>(P, PK);
+        T* Gs = tw.take<T>(band_rows * g.Wo * PK);
+        Index base = 0;  // the offset into a sample's G of the band's first row
         using StridedMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
-        product(StridedMap(Sd + n * P * sld, P, nc, Eigen::OuterStride<>(sld)), G.Mp, Gs, inner);
         // Each input value sums its taps' entries of G in the order (ky, kx), from zero, in
         // vectors along channels (the last channels one by one): the same chain of adds for
         // every value, wherever it sits.
@@ -347,7 +351,7 @@ struct Conv2d {
                 const T** sl = src.data() + l * taps;
                 Index m = 0;
                 for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a) {
-                  const T* gy = Gs.data() + ysum[a];
+                  const T* gy = Gs + (ysum[a] - base);
                   for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b) sl[m++] = gy + xsum[b];
                 }
                 nt[l] = m;
@@ -383,11 +387,19 @@ struct Conv2d {
               for (Index l = 0; l < np; ++l) combine(n, (iy * g.W + ix0 + l) * C, acc.data() + l * out);
             }
         };
-        if (inner > 1) {
+        for (const RowBand& band : bands) {
+          const Index prow = (band.oy1 - band.oy0) * g.Wo;
+          base = band.oy0 * g.Wo * PK;
+          if (prow > 0)
+            product(StridedMap(Sd + (n * P + band.oy0 * g.Wo) * sld, prow, nc, Eigen::OuterStride<>(sld)), G.Mp,
+                    MatrixMap<T>(Gs, prow, PK), inner);
+          const Index h = band.iy1 - band.iy0;
+          if (inner > 1) {
 #pragma omp parallel for num_threads(inner) schedule(static)
-          for (Index t = 0; t < inner; ++t) rows(g.H * t / inner, g.H * (t + 1) / inner);
-        } else {
-          rows(0, g.H);
+            for (Index t = 0; t < inner; ++t) rows(band.iy0 + h * t / inner, band.iy0 + h * (t + 1) / inner);
+          } else {
+            rows(band.iy0, band.iy1);
+          }
         }
         tw.release(tmark);
       };
@@ -412,18 +424,6 @@ struct Conv2d {
           for (Index r = 0; r < pixels; r += step) blocks.push_back({n, yc, xc, r, std::min(pixels, r + step)});
         }
     for (Index i = 0; i < static_cast<Index>(blocks.size()); ++i) items.emplace_back(i, i + 1);
-    T* ST = nullptr;  // transposed gathers read S transposed per sample, (N, nc, P)
-    if (G.transposed()) {
-      ST = ws.take<T>(NP * nc);
-      parallel_ranges(N * nc, threads, [&](Index b, Index e) {
-        for (Index nj = b; nj < e; ++nj) {
-          const Index n = nj / nc, j = nj % nc;
-          const T* src = Sd + n * P * sld + j;
-          T* dst = ST + nj * P;
-          for (Index p = 0; p < P; ++p) dst[p] = src[p * sld];
-        }
-      });
-    }
     run_ranges(items, threads, [&](Index bi, Index) {
       const GatherBlock& b = blocks[bi];
       const TapClass &yc = ycls[b.yc], &xc = xcls[b.xc];
@@ -448,31 +448,19 @@ struct Conv2d {
         return first;  // true: no taps at all
       };
       bool none = false;
-      if (G.transposed()) {
-        T* PgT = tw.take<T>(Lg * rows);
-        T* GT = tw.take<T>(out * rows);
-        gather_block_t<T>(ST, nc, g, yc, xc, b, PgT, rows, tw.take<Index>(rows));
-        none = for_runs([&](Index mrow, Index pcol, Index len, bool first) {
-          gemm<T>(out, rows, len, G.Mt.data() + mrow, taps * nc, PgT + pcol * rows, rows, GT, rows, !first);
-        });
-        if (!none)
-          for (Index r = 0; r < rows; ++r)
-            for (Index c = 0; c < out; ++c) Gv[r * out + c] = GT[c * rows + r];
+      const T* Pg;
+      Index ldp = Lg;
+      if (pointwise()) {  // one class, pixels in image order, one tap: the rows of S themselves
+        Pg = Sd + (b.n * g.pixels_out() + b.r0) * sld;
+        ldp = sld;
       } else {
-        const T* Pg;
-        Index ldp = Lg;
-        if (pointwise()) {  // one class, pixels in image order, one tap: the rows of S themselves
-          Pg = Sd + (b.n * g.pixels_out() + b.r0) * sld;
-          ldp = sld;
-        } else {
-          T* own = tw.take<T>(rows * Lg);
-          gather_block(Sd, sld, nc, g, yc, xc, b, own);
-          Pg = own;
-        }
-        none = for_runs([&](Index mrow, Index pcol, Index len, bool first) {
-          gemm<T>(rows, out, len, Pg + pcol, ldp, G.M.data() + mrow * out, out, Gv, out, !first);
-        });
+        T* own = tw.take<T>(rows * Lg);
+        gather_block(Sd, sld, nc, g, yc, xc, b, own);
+        Pg = own;
       }
+      none = for_runs([&](Index mrow, Index pcol, Index len, bool first) {
+        gemm<T>(rows, out, len, Pg + pcol, ldp, G.M.data() + mrow * out, out, Gv, out, !first);
+      });
       if (none) std::fill(Gv, Gv + rows * out, T(0));
       for (Index r = b.r0; r < b.r1; ++r)
         combine(b.n, (yc.pos[r / cols] * g.W + xc.pos[r % cols]) * C, Gv + (r - b.r0) * out);
@@ -482,6 +470,39 @@ struct Conv2d {
   }
 
  private:
+  // Bands of input rows for patch sums with PK patch-space columns: one band when a sample's G
+  // fits in 8 MiB, otherwise bands whose output rows' G takes at most 4 MiB (at least one input
+  // row each). Banding changes no value: every entry of G is the same chain in any band.
+  std::vector<RowBand> patch_bands(Index PK) const {
+    const Index row_bytes = g.Wo * PK * static_cast<Index>(sizeof(T));
+    if (g.Ho * row_bytes <= (Index(8) << 20)) return {{0, g.H, 0, g.Ho}};
+    const Index max_rows = std::max<Index>(1, (Index(4) << 20) / row_bytes);
+    auto lo = [&](Index iy) {  // first output row of input row iy (g.Ho when it has no taps)
+      Index v = g.Ho;
+      for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a) v = std::min(v, ytaps.out[a]);
+      return v;
+    };
+    auto hi = [&](Index iy) {  // one past its last (0 when it has no taps)
+      Index v = 0;
+      for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a) v = std::max(v, ytaps.out[a] + 1);
+      return v;
+    };
+    std::vector<RowBand> bands;
+    for (Index iy = 0; iy < g.H;) {
+      Index o0 = lo(iy), o1 = hi(iy), e = iy + 1;
+      for (; e < g.H; ++e) {
+        const Index n0 = std::min(o0, lo(e)), n1 = std::max(o1, hi(e));
+        if (n1 > n0 && n1 - n0 > max_rows) break;
+        o0 = n0;
+        o1 = n1;
+      }
+      if (o1 <= o0) o0 = o1 = 0;  // no taps at all
+      bands.push_back({iy, e, o0, o1});
+      iy = e;
+    }
+    return bands;
+  }
+
   // S for ZPlus, AlphaBeta and Gamma, by ranges of output pixels (each needs its patches).
   void two_weight_factors(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
                           MatrixMap<T>& S, bool signed_input, int threads) const {

@@ -191,27 +191,6 @@ void gather_block(const T* S, Index sld, Index ncols, const Geometry& g, const T
   }
 }
 
-// The same transposed, PgT (|ky| |kx| ncols, r1 - r0) with row stride ld, from S transposed per
-// sample, ST (N, ncols, Ho * Wo): each row of PgT is read from one row of ST, mostly in runs.
-template <class T>
-void gather_block_t(const T* ST, Index ncols, const Geometry& g, const TapClass& yc, const TapClass& xc,
-                    const GatherBlock& b, T* PgT, Index ld, Index* off) {
-  const Index ny = static_cast<Index>(yc.taps.size()), nx = static_cast<Index>(xc.taps.size());
-  const Index cols = static_cast<Index>(xc.pos.size()), P = g.pixels_out(), rows = b.r1 - b.r0;
-  for (Index a = 0; a < ny; ++a)
-    for (Index c = 0; c < nx; ++c) {
-      for (Index r = b.r0; r < b.r1; ++r) {
-        const Index py = r / cols, px = r % cols;
-        off[r - b.r0] = yc.outs[py * ny + a] * g.Wo + xc.outs[px * nx + c];
-      }
-      for (Index j = 0; j < ncols; ++j) {
-        const T* st = ST + (b.n * ncols + j) * P;
-        T* dst = PgT + ((a * nx + c) * ncols + j) * ld;
-        for (Index r = 0; r < rows; ++r) dst[r] = st[off[r]];
-      }
-    }
-}
-
 // [0, total) cut into ranges of about `target` (at least enough for every thread twice).
 inline std::vector<std::pair<Index, Index>> ranges_of(Index total, Index target, int threads) {
   target = std::max<Index>(1, std::min(target, (total + 2 * threads - 1) / (2 * threads)));
