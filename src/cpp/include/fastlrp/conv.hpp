@@ -22,6 +22,8 @@
 
 #include "fastlrp/isa.hpp"
 
+#include <cstring>
+
 #include "fastlrp/dense.hpp"
 #include "fastlrp/spatial.hpp"
 #include "fastlrp/simd.hpp"
@@ -470,6 +472,43 @@ struct Conv2d {
   }
 
  private:
+  // Gamma's factors for one row of output pixels' channels (o of them), in place: on entry q
+  // holds Q (see two_weight_factors), on exit S_1 (q) and S_2 (s2). The operations are
+  // two_weight_ratio's, in the same order (the same bits), one pass in vectors (GCC's vector
+  // extensions; lanes where a division by 0 happens are selected away).
+  void gamma_factors_row(Index o, const T* z, const T* R, T* q, T* s2, T gm, T eps) const {
+    const T g1 = T(1) + gm;
+    const T *b = lin.b.data(), *bu = lin.bu.data(), *bv = lin.bv.data();
+    constexpr Index L = simd::kBytes / Index(sizeof(T));
+    typedef T VT __attribute__((vector_size(simd::kBytes)));
+    auto ld = [](const T* p) {
+      VT v;
+      std::memcpy(&v, p, sizeof v);
+      return v;
+    };
+    const VT zero = VT{}, gv = zero + gm, g1v = zero + g1, ev = zero + eps;
+    Index j = 0;
+    for (; j + L <= o; j += L) {
+      const VT zj = ld(z + j), zb = zj - ld(b + j), qj = ld(q + j);
+      const VT d1 = (zb + gv * qj) + ld(bu + j), d2 = (g1v * zb - gv * qj) + ld(bv + j);
+      const VT d = zj > zero ? d1 : d2;
+      const VT e = d >= zero ? d + ev : d - ev;
+      const VT x = ld(R + j) / e;
+      const VT rj = e == zero ? zero : x;
+      const VT o1 = zj > zero ? rj : zero, o2 = zj < zero ? rj : zero;
+      std::memcpy(q + j, &o1, sizeof o1);
+      std::memcpy(s2 + j, &o2, sizeof o2);
+    }
+    for (; j < o; ++j) {
+      const T zj = z[j], zb = zj - b[j], qj = q[j];
+      const T d = zj > T(0) ? (zb + gm * qj) + bu[j] : (g1 * zb - gm * qj) + bv[j];
+      const T e = d >= T(0) ? d + eps : d - eps;
+      const T rj = e == T(0) ? T(0) : R[j] / e;
+      q[j] = zj > T(0) ? rj : T(0);
+      s2[j] = zj < T(0) ? rj : T(0);
+    }
+  }
+
   // Bands of input rows for patch sums with PK patch-space columns: one band when a sample's G
   // fits in 8 MiB, otherwise bands whose output rows' G takes at most 4 MiB (at least one input
   // row each). Banding changes no value: every entry of G is the same chain in any band.
@@ -541,12 +580,12 @@ struct Conv2d {
         auto S2 = St.rightCols(o);
         gemm<T>(rows, o, K, p, K, Wpt.data(), o, S1.data(), ncols);
         if (pn) gemm<T>(rows, o, K, pn, K, Wnt.data(), o, S1.data(), ncols, true);
-        for (Index r = 0; r < rows; ++r) {
-          auto zb = Zt.row(r).array() - lin.b.array();
-          auto q = S1.row(r).array();
-          S2.row(r).array() = (T(1) + gm) * zb - gm * q;
-          q = zb + gm * q;
-        }
+        // Then two_weight_ratio's Gamma steps, row by row in one pass while the row is in L1
+        // (the same operations in the same order, so the same bits): d = z1 or z2 plus its
+        // bias, S = R / stab(d), kept where the sign of z picks that variant.
+        for (Index r = 0; r < rows; ++r)
+          gamma_factors_row(o, Zt.data() + r * o, Rt.data() + r * o, S1.data() + r * ncols, S2.data() + r * ncols,
+                            gm, T(lin.rule.stabilizer));
       } else if (signed_input && !second) {
         // ZPlus, AlphaBeta with beta = 0 on signed patches: z1 = P+ U^T + P- V^T only (the same
         // chains as the first half of the two-term products below)
@@ -563,7 +602,9 @@ struct Conv2d {
       } else {  // ZPlus, AlphaBeta with beta = 0 on inputs without negatives: z1 = P (W^+)^T
         gemm<T>(rows, o, K, p, K, Wpt.data(), o, St.data(), ncols);
       }
-      if (ncols == 2 * o) {
+      if (kind == RuleKind::Gamma) {
+        // done above
+      } else if (ncols == 2 * o) {
         two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, second);
         if (!second) St.rightCols(o).setZero();
       } else {
