@@ -19,7 +19,8 @@ template <class T> int check(int m, int n, int k, double zero_frac, bool acc, in
   std::uniform_real_distribution<double> u;
   std::vector<T> A(m * k), B(k * n), C(m * n), R(m * n);
   const T t = tiny ? T(sizeof(T) == 8 ? 1e-170 : 1e-25) : T(1);
-  for (auto& x : A) x = u(g) < zero_frac ? T(0) : T(d(g)) * t;
+  // A's zeros of both signs: a skipped -0 term must leave the chain's bits as the full chain's
+  for (auto& x : A) x = u(g) < zero_frac ? (u(g) < 0.5 ? T(0) : -T(0)) : T(d(g)) * t;
   for (auto& x : B) x = u(g) < 0.5 ? T(d(g)) * t : T(d(g));
   for (int i = 0; i < m * n; ++i) C[i] = R[i] = acc ? T(d(g)) : T(0);
   if (packed == 0) {

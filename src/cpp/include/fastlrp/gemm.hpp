@@ -249,7 +249,8 @@ constexpr Index kSparseK() {
   return std::min(kKC, std::max<Index>(16, (Index(24) << 10) / bytes));
 }
 // Zeros are skipped when A has at most this fraction of nonzeros and C at least one full pass of
-// columns (fewer accumulators per nonzero do not repay the load of B per multiply-add). Measured
+// columns (fewer accumulators per nonzero repay the load of B per multiply-add only at lower
+// densities: skip_zeros). Measured
 // break-even densities on the MLP's and ResNet's shapes (bench/README.md): AVX2 about 0.6
 // (float64) and 0.5 (float32), a nonzero costing about 1.4 dense multiply-adds; SSE, whose
 // dense kernel is bound by its broadcasts, about 0.65 and 0.85.
@@ -277,6 +278,93 @@ Index count_nonzero(Index m, Index k, const T* A, Index lda) {
   return c;
 }
 
+// Appends the nonzeros of a[k0, k1) (their values to val, their k to idx) at p; returns the new
+// p. A value counts as nonzero when `v != 0` (NaN included, -0 not), in vectors where the level
+// has them: the nonzero lanes are moved to the front of the vector (AVX-512's compress; AVX2: a
+// permutation looked up by the lane mask) and the whole vector is stored, so up to one vector
+// past the new p is overwritten. The caller's buffers hold every value of the rows: a store at p
+// never passes the end, as p <= (values before k0) and k0 + one vector <= k1.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+struct CompressTable {
+  alignas(32) std::int32_t lane[256][8];  // lane[mask]: the set bits of mask, lowest first
+  alignas(16) std::int32_t lane4[16][4];  // the same for 4-lane masks
+  alignas(32) std::int32_t pair4[16][8];  // 4 doubles as 8 floats: lanes 2i, 2i + 1 of each set bit
+  constexpr CompressTable() : lane(), lane4(), pair4() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int b = 0; b < 8; ++b)
+        if (m >> b & 1) lane[m][n++] = b;
+    }
+    for (int m = 0; m < 16; ++m) {
+      int n = 0;
+      for (int b = 0; b < 4; ++b)
+        if (m >> b & 1) {
+          lane4[m][n] = b;
+          pair4[m][2 * n] = 2 * b;
+          pair4[m][2 * n + 1] = 2 * b + 1;
+          ++n;
+        }
+    }
+  }
+};
+inline constexpr CompressTable kCompress{};
+#endif
+
+template <class T>
+inline Index compress_range(const T* a, Index k0, Index k1, T* val, int* idx, Index p) {
+  Index kk = k0;
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (; kk + 16 <= k1; kk += 16) {
+      const __m512 v = _mm512_loadu_ps(a + kk);
+      const __mmask16 m = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      _mm512_storeu_ps(val + p, _mm512_maskz_compress_ps(m, v));
+      _mm512_storeu_si512(idx + p, _mm512_maskz_compress_epi32(m, _mm512_add_epi32(iota, _mm512_set1_epi32(int(kk)))));
+      p += __builtin_popcount(m);
+    }
+  } else {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; kk + 8 <= k1; kk += 8) {
+      const __m512d v = _mm512_loadu_pd(a + kk);
+      const __mmask8 m = _mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_NEQ_UQ);
+      _mm512_storeu_pd(val + p, _mm512_maskz_compress_pd(m, v));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + p),
+                          _mm256_maskz_compress_epi32(m, _mm256_add_epi32(iota, _mm256_set1_epi32(int(kk)))));
+      p += __builtin_popcount(m);
+    }
+  }
+#elif defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    for (; kk + 8 <= k1; kk += 8) {
+      const __m256 v = _mm256_loadu_ps(a + kk);
+      const int m = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+      const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.lane[m]));
+      _mm256_storeu_ps(val + p, _mm256_permutevar8x32_ps(v, perm));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + p), _mm256_add_epi32(perm, _mm256_set1_epi32(int(kk))));
+      p += __builtin_popcount(m);
+    }
+  } else {
+    for (; kk + 4 <= k1; kk += 4) {
+      const __m256d v = _mm256_loadu_pd(a + kk);
+      const int m = _mm256_movemask_pd(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_NEQ_UQ));
+      const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.pair4[m]));
+      _mm256_storeu_ps(reinterpret_cast<float*>(val + p), _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), perm));
+      const __m128i lanes = _mm_load_si128(reinterpret_cast<const __m128i*>(kCompress.lane4[m]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(idx + p), _mm_add_epi32(lanes, _mm_set1_epi32(int(kk))));
+      p += __builtin_popcount(m);
+    }
+  }
+#endif
+  for (; kk < k1; ++kk) {
+    const T v = a[kk];
+    val[p] = v;  // written whether kept or not (no branch)
+    idx[p] = static_cast<int>(kk);
+    p += v != T(0);
+  }
+  return p;
+}
+
 // Sized for every value of the rows (at most kSparseBlockValues): no second count of the nonzeros.
 template <class T>
 void compress_rows(Index m, Index k, const T* A, Index lda, SparseRows<T>& s) {
@@ -295,12 +383,7 @@ void compress_rows(Index m, Index k, const T* A, Index lda, SparseRows<T>& s) {
     Index* at = s.at.data() + i;
     for (Index t = 0; t < s.slabs; ++t) {
       at[t * m] = p;
-      for (Index kk = t * KS; kk < std::min(k, (t + 1) * KS); ++kk) {
-        const T v = a[kk];
-        val[p] = v;  // written whether kept or not (no branch): p <= i * k + kk < m * k
-        idx[p] = static_cast<int>(kk);
-        p += v != T(0);
-      }
+      p = compress_range(a, t * KS, std::min(k, (t + 1) * KS), val, idx, p);
     }
     at[s.slabs * m] = p;
   }
@@ -429,11 +512,17 @@ void gemm_sparse(Index m, Index n, Index k, const T* A, Index lda, Block&& block
   }
 }
 
-// Whether gemm skips A's zeros: A mostly zeros and C wide enough for a full pass.
+// Whether gemm skips A's zeros: A mostly zeros and C wide enough.
+// Narrower C, down to 8 vectors of columns (two thirds of a pass at AVX2), holds fewer
+// accumulators per nonzero: there zeros are skipped below 0.6 times that density (measured on
+// ResNet-50's backward shapes, 1536 x 512 x 64 float32 at AVX2: 0.79 of the dense time at density
+// 0.25, 0.58 at 0.15; 1.22 with 4 vectors, so not below 8).
 template <class T>
 bool skip_zeros(Index m, Index n, Index k, const T* A, Index lda, bool accumulate) {
-  if (accumulate || n < kSparseGroup * kNV * simd::Vec<T>::W) return false;
-  return double(count_nonzero(m, k, A, lda)) <= kSparseMaxDensity<T> * double(m) * double(k);
+  constexpr Index W = simd::Vec<T>::W;
+  if (accumulate || n < 8 * W) return false;
+  const double limit = n >= kSparseGroup * kNV * W ? kSparseMaxDensity<T> : 0.6 * kSparseMaxDensity<T>;
+  return double(count_nonzero(m, k, A, lda)) <= limit * double(m) * double(k);
 }
 
 }  // namespace gemm_detail
