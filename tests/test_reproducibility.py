@@ -2,9 +2,10 @@
 ties, and a sample's explanation does not depend on the thread count or the batch it comes in.
 
 The models are built so that every kernel path runs: a first convolution with fewer output
-channels than a vector has lanes (transposed forward product) on one input channel (transposed
-backward gather), a 3x3 convolution with channel counts that are and are not multiples of the
-vector width, a 1x1 pointwise convolution, a strided convolution (gathers with holes), MaxPool
+channels than a vector has lanes (transposed forward product) on one input channel, convolutions
+on fewer than 16 channels (the backward by patch sums), a 3x3 convolution with channel counts
+that are and are not multiples of the vector width, a 1x1 pointwise convolution, a strided
+convolution on 16 channels (gathers with holes), MaxPool
 windows, dense layers with column tails, chunk mode (dense-only nets, one chunk of the batch per
 thread) and team mode (convolutional nets, every thread on each layer), a graph with an Add.
 """
