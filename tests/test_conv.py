@@ -128,12 +128,13 @@ def test_banded_patch_sums_equal_whole_image_bitwise(name, dtype, rng):
         hi = h if y0 + h == 256 else h - reach
         np.testing.assert_array_equal(big[:, :, y0 + lo:y0 + hi], small[:, :, lo:hi], err_msg=f"crop at row {y0}")
     assert np.isfinite(big).all() and np.abs(big).max() > 0
-    fl.set_num_threads(2)  # one sample on two threads: the rows of each band split between them
-    try:
-        one = fl.LRP(model, rule)(x[1:], target=start[1:]).relevance
-    finally:
-        fl.set_num_threads(None)
-    np.testing.assert_array_equal(one, big[1:])
+    for threads in (1, 2, 8):  # one sample on 2 or 8 threads: the rows of each band split between them
+        fl.set_num_threads(threads)
+        try:
+            one = fl.LRP(model, rule)(x[1:], target=start[1:]).relevance
+        finally:
+            fl.set_num_threads(None)
+        np.testing.assert_array_equal(one, big[1:], err_msg=f"{threads} threads")
 
 
 def test_conv_zbox_per_channel_bounds(rng):

@@ -602,13 +602,9 @@ struct Conv2d {
       } else {  // ZPlus, AlphaBeta with beta = 0 on inputs without negatives: z1 = P (W^+)^T
         gemm<T>(rows, o, K, p, K, Wpt.data(), o, St.data(), ncols);
       }
-      if (kind == RuleKind::Gamma) {
-        // done above
-      } else if (ncols == 2 * o) {
-        two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, second);
-        if (!second) St.rightCols(o).setZero();
-      } else {
-        two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, false);
+      if (kind != RuleKind::Gamma) {  // Gamma's factors were made above, row by row
+        two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, second);  // ncols == o implies !second
+        if (ncols == 2 * o && !second) St.rightCols(o).setZero();
       }
       tw.release(mark);
     });
