@@ -79,6 +79,30 @@ def test_graph_matches_reference(rng, dtype, name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_add_with_a_repeated_input_and_three_inputs(rng, dtype):
+    """Add's backward writes each input's share into that input's relevance or adds it there:
+    an input given twice (x + x), a three-way Add, and a skip that reaches an input whose
+    relevance already arrived by another path, against the reference."""
+    x = fl.Input((2, 6, 6))
+    a = fl.ReLU()(fl.Conv2d(conv_w(rng, 2, 2, dtype=dtype), np.full(2, 0.1, dtype), padding=1)(x))
+    d = fl.Add()(a, a, name="double")
+    b = fl.Conv2d(conv_w(rng, 2, 2, k=1, dtype=dtype), None)(d)
+    t = fl.Add()(b, d, a, name="three")
+    out = fl.Dense((rng.normal(size=(3, 72)) * 0.3).astype(dtype), None)(fl.Flatten()(fl.ReLU()(t)))
+    m = fl.Model(x, out)
+    xs = rng.uniform(-1, 1, size=(4, 2, 6, 6)).astype(dtype)
+    for comp in ["epsilon", "epsilon_plus"]:
+        lrp = fl.LRP(m, comp)
+        e = lrp(xs, layerwise=True)
+        ref, logits, per_node = reference.graph_lrp(m, lrp.rules, xs)
+        assert_close(e.output, logits, dtype)
+        assert_close(e.relevance, ref, dtype)
+        for key in ("double", "three"):
+            assert_close(e.layers[key], per_node[key], dtype)
+        assert np.abs(e.relevance).max() > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("preset", ["epsilon_plus_flat", "epsilon_alpha2_beta1", "egb"])
 def test_graph_presets_and_targets(rng, dtype, preset):
     m = residual_model(rng, dtype)

@@ -70,9 +70,11 @@ CNN_COMPOSITES = {
 
 
 def explain_rows(lrp, x, rows, threads):
+    """(relevance, the logits with the per-layer relevance totals beside them): the callers
+    compare both bit for bit."""
     fl.set_num_threads(threads)
     e = lrp(x[rows])
-    return e.relevance, e.output
+    return e.relevance, np.concatenate([e.output, e.conservation], axis=1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -132,7 +132,7 @@ struct Dense {
       case RuleKind::WSquare:
         Wcat = W.array().square().matrix();
         wsq_den.resize(o);
-        row_sums(Wcat, wsq_den);
+        for (Index j = 0; j < o; ++j) wsq_den(j) = ordered_sum(Wcat.row(j).data(), Wcat.cols());
         break;
 
       default:

@@ -658,10 +658,33 @@ inline T ordered_sum(const T* p, Index n) {
   return s;
 }
 
-// out(r) = the ordered sum of row r of M.
+// The sum of n values as kSumLanes chains (lane l adds values l, l + kSumLanes, ... in order),
+// then the lanes added pairwise in a fixed tree: a fixed order that depends on n alone, not on
+// the address, the thread or the ISA level (plain adds; the compiler's vectors only carry the
+// lanes). About 20 times as fast as one chain, which waits for each add's latency.
+constexpr int kSumLanes = 32;
+template <class T>
+inline T lane_sum(const T* p, Index n) {
+  T acc[kSumLanes] = {};
+  Index i = 0;
+  for (; i + kSumLanes <= n; i += kSumLanes)
+#pragma GCC unroll 32
+    for (int l = 0; l < kSumLanes; ++l) acc[l] += p[i + l];
+  for (int l = 0; i + l < n; ++l) acc[l] += p[i + l];
+  for (int w = kSumLanes / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+// out(r) = the lane sum of row r of M (the relevance totals per layer), rows over threads.
 template <class M, class V>
-void row_sums(const M& m, V&& out) {
-  for (Index r = 0; r < m.rows(); ++r) out(r) = ordered_sum(&m(r, 0), m.cols());
+void row_sums(const M& m, V&& out, int threads = 1) {
+  const Index rows = m.rows();
+  (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1 && !omp_in_parallel())
+#endif
+  for (Index r = 0; r < rows; ++r) out(r) = lane_sum(&m(r, 0), m.cols());
 }
 
 }  // namespace kernels

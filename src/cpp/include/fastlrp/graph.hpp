@@ -203,7 +203,7 @@ class Graph {
       RowMatrix<T> R0 = pool.take(n, out);
       seed_relevance(L, r0, targets, start, e, MatrixMap<T>(R0.data(), n, out));
       if (skips_last()) {  // the skipped output nonlinearity's output carries the start relevance
-        row_sums(R0, e.conservation.col(V).segment(r0, n));
+        row_sums(R0, e.conservation.col(V).segment(r0, n), threads);
         if (layerwise) rows_of(e.layers[V], r0, n) = R0;
       }
       rel[logits + 1] = std::move(R0);
@@ -215,13 +215,13 @@ class Graph {
           R = pool.take(n, node.out);
           R.setZero();
         }
-        row_sums(R, e.conservation.col(k + 1).segment(r0, n));
+        row_sums(R, e.conservation.col(k + 1).segment(r0, n), threads);
         if (layerwise) rows_of(e.layers[k + 1], r0, n) = R;
         backward_node(k, a, std::move(R), rel, threads);
       }
       RowMatrix<T>& Rin = rel[0];
       if (Rin.size() == 0) Rin.setZero(n, in_width);
-      row_sums(Rin, e.conservation.col(0).segment(r0, n));
+      row_sums(Rin, e.conservation.col(0).segment(r0, n), threads);
       rows_of(e.relevance, r0, n) = Rin;
       if (layerwise) rows_of(e.layers[0], r0, n) = Rin;
       pool.give(std::move(Rin));
@@ -364,22 +364,36 @@ class Graph {
         return;
       }
       case NodeKind::Add: {
-        // R_i = x_i * R / stab(z) (docs/rules.md (Graphs): zennit's Norm rule on its Sum layer)
+        // R_i = x_i * R / stab(z) (docs/rules.md (Graphs): zennit's Norm rule on its Sum layer),
+        // in one pass: each input's share is written to its relevance buffer, or added to what
+        // already arrived there (in input order, each share rounded before it is added).
         const T eps = T(node.rule.epsilon);
         const ConstMatrixMap<T> Z = a.map(k);
-        for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
-          T* s = R.row(r).data();
-          const T* z = Z.row(r).data();
-          for (Index c = c0; c < c0 + len; ++c) s[c] = safe_ratio(s[c], z[c], eps);
-        });
-        for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-          RowMatrix<T> Ri = thread_pool<T>().take(n, node.out);
-          const ConstMatrixMap<T> Xi = a.map(node.inputs[i]);
-          for_segments(n, node.out, threads, [&](Index r, Index c0, Index len) {
-            Ri.row(r).segment(c0, len) = Xi.row(r).segment(c0, len).cwiseProduct(R.row(r).segment(c0, len));
-          });
-          accumulate(rel, node.inputs[i], std::move(Ri), threads);
+        const std::size_t m = node.inputs.size();
+        std::vector<T*> dst(m);
+        std::vector<const T*> src(m);
+        std::vector<char> add(m);
+        for (std::size_t i = 0; i < m; ++i) {
+          RowMatrix<T>& d = rel[static_cast<std::size_t>(node.inputs[i] + 1)];
+          add[i] = d.size() != 0;
+          if (!add[i]) d = thread_pool<T>().take(n, node.out);
+          dst[i] = d.data();
+          src[i] = a.map(node.inputs[i]).data();
         }
+        const Index w = node.out;
+        for_segments(n, w, threads, [&](Index r, Index c0, Index len) {
+          T* rs = R.row(r).data();
+          const T* z = Z.row(r).data();
+          for (Index c = c0; c < c0 + len; ++c) rs[c] = safe_ratio(rs[c], z[c], eps);
+          for (std::size_t i = 0; i < m; ++i) {
+            const T* x = src[i] + r * w;
+            T* y = dst[i] + r * w;
+            if (add[i])
+              for (Index c = c0; c < c0 + len; ++c) y[c] += x[c] * rs[c];
+            else
+              for (Index c = c0; c < c0 + len; ++c) y[c] = x[c] * rs[c];
+          }
+        });
         thread_pool<T>().give(std::move(R));
         return;
       }

@@ -345,7 +345,7 @@ class Network {
       MatrixMap<T> R = buffer(Lf, ping);
       seed_relevance(logits, r0, targets, start, e, R);
       for (Index k = L; k >= Lf; --k) {  // the start, and a skipped output nonlinearity
-        row_sums(R, e.conservation.col(k).segment(r0, n));
+        row_sums(R, e.conservation.col(k).segment(r0, n), threads);
         if (layerwise && k != Lf) rows_of(e.layers[k], r0, n) = R;
       }
       for (Index k = Lf - 1; k >= 0; --k) {
@@ -356,7 +356,7 @@ class Network {
         MatrixMap<T> Rin = buffer(k, R.data() == ping ? pong : ping);
         layers[k].backward(acts[k], acts[k + 1], ConstMatrixMap<T>(R.data(), n, R.cols()), Rin, ws, threads);
         new (&R) MatrixMap<T>(Rin.data(), n, Rin.cols());
-        row_sums(R, e.conservation.col(k).segment(r0, n));
+        row_sums(R, e.conservation.col(k).segment(r0, n), threads);
       }
       if (layerwise) rows_of(e.layers[0], r0, n) = R;
       ws.trim();
