@@ -526,10 +526,10 @@ bool skip_zeros(Index m, Index n, Index k, const T* A, Index lda, bool accumulat
   constexpr Index W = simd::Vec<T>::W;
   if (accumulate || n < 8 * W) return false;
   const double limit = n >= kSparseGroup * kNV * W ? kSparseMaxDensity<T> : 0.6 * kSparseMaxDensity<T>;
-  if (m <= kDensityRows) return double(count_nonzero(m, k, A, lda)) <= limit * double(m) * double(k);
+  const Index rows = std::min(m, kDensityRows);  // every row of a smaller A
   Index c = 0;
-  for (Index j = 0; j < kDensityRows; ++j) c += count_nonzero(1, k, A + (j * m / kDensityRows) * lda, lda);
-  return double(c) <= limit * double(kDensityRows) * double(k);
+  for (Index j = 0; j < rows; ++j) c += count_nonzero(1, k, A + (j * m / rows) * lda, lda);
+  return double(c) <= limit * double(rows) * double(k);
 }
 
 }  // namespace gemm_detail
