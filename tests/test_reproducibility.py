@@ -228,3 +228,50 @@ def test_graph_explanation_bitwise_for_any_threads_and_batch(rng, dtype):
                 rel, out = explain_rows(lrp, x, rows, threads)
                 np.testing.assert_array_equal(rel, ref_rel[rows])
                 np.testing.assert_array_equal(out, ref_out[rows])
+
+
+TWO_WEIGHT_COMPOSITES = {
+    "zplus": lambda: composites.from_rule(rules.ZPlus()),
+    "epsilon_alpha2_beta1": lambda: "epsilon_alpha2_beta1",
+    "gamma": lambda: composites.from_rule(rules.Gamma(0.25)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(TWO_WEIGHT_COMPOSITES))
+def test_weight_forms_made_on_first_use_give_the_same_bits_in_any_call_order(rng, dtype, name):
+    """A convolution under a two-weight rule makes the forms of its weights that a call needs
+    on that call (signed inputs need others than inputs after a ReLU). The first convolution
+    sees signed images in one call and images in [0, 1] in another: either order, and a repeat,
+    give the bits of an explainer that saw only that input."""
+    model = cnn(rng, dtype)
+    signed = images(rng, 6, dtype)
+    unsigned = ((signed + 1) / 2).astype(dtype)
+    assert signed.min() < 0 and unsigned.min() >= 0
+    fl.set_num_threads(2)
+    want_s = fl.LRP(model, TWO_WEIGHT_COMPOSITES[name]())(signed).relevance
+    want_u = fl.LRP(model, TWO_WEIGHT_COMPOSITES[name]())(unsigned).relevance
+    for order in [(unsigned, signed, unsigned), (signed, unsigned, signed)]:
+        lrp = fl.LRP(model, TWO_WEIGHT_COMPOSITES[name]())
+        for x in order:
+            got = lrp(x).relevance
+            np.testing.assert_array_equal(got, want_s if x is signed else want_u)
+
+
+@pytest.mark.parametrize("name", list(TWO_WEIGHT_COMPOSITES))
+def test_weight_forms_made_by_concurrent_calls(rng, name):
+    """Python threads explaining with one fresh explainer at once (the native call releases the
+    GIL) race to make the same weight forms: each form is made once, and every result equals
+    the one-call-at-a-time result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = cnn(rng, np.float64)
+    signed = images(rng, 8, np.float64)
+    inputs = [signed[k:k + 2] if k % 4 == 2 else (signed[k:k + 2] + 1) / 2 for k in range(0, 8, 2)] * 2
+    fl.set_num_threads(1)
+    want = [fl.LRP(model, TWO_WEIGHT_COMPOSITES[name]())(x).relevance for x in inputs]
+    lrp = fl.LRP(model, TWO_WEIGHT_COMPOSITES[name]())
+    with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+        got = list(pool.map(lambda x: lrp(x).relevance, inputs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -56,6 +58,28 @@ inline void set_num_threads(int n) {
   if (n < 0) throw std::invalid_argument("num_threads must be >= 0 (0 = all cores), got " + std::to_string(n));
   num_threads_setting().store(n);
 }
+
+// A value made on its first use, once: the first caller runs `make`, concurrent callers wait
+// for it. Rules' weight variants that only some inputs need are made this way, so that a
+// model holds only the copies its explanations use. Movable (the state sits behind a pointer);
+// reset() forgets the value, for a layer prepared again.
+template <class X>
+class OnFirstUse {
+ public:
+  template <class Make>
+  const X& get(Make&& make) const {
+    std::call_once(s_->once, [&] { s_->value = make(); });
+    return s_->value;
+  }
+  void reset() { s_ = std::make_unique<State>(); }
+
+ private:
+  struct State {
+    std::once_flag once;
+    X value;
+  };
+  std::unique_ptr<State> s_ = std::make_unique<State>();
+};
 
 // s(z) = +1 for z >= 0, -1 otherwise; stab(z) = z + eps * s(z).
 template <class T>

@@ -86,14 +86,21 @@ template <class T>
 struct Conv2d {
   Geometry g;
   Index cout = 0;
-  Dense<T> lin;              // W as (cout, K) with K ordered (ky, kx, c), W^T, bias, rule, [U; V], Wcat
+  Dense<T> lin;              // W as (cout, K) with K ordered (ky, kx, c), W^T, bias, rule, Wcat
   RowMatrix<T> fixed;        // (Ho*Wo, cout): Flat/WSquare denominators, ZBox shift per position
   RowVector<T> low, high;    // ZBox bounds over the input image (H*W*C)
-  RowMatrix<T> Wpt, Wnt;     // two-weight rules: (W^+)^T and (W^-)^T, (K, cout)
   bool zbox_folded = false;  // ZBox with bounds that depend on the channel only (the usual case)
-  GatherWeight<T> gw;        // the rule's backward weight
-  GatherWeight<T> gw_u;      // two-weight rules: U alone (Gamma where no relevance reached z < 0)
-  GatherWeight<T> gw_signed; // two-weight rules on signed inputs: [U; V] and [V; U] (or U and V)
+  GatherWeight<T> gw;        // the backward weight of Epsilon, Flat, WSquare and ZBox
+  // Two-weight rules (ZPlus, AlphaBeta, Gamma) use some of these forms of their weights, which
+  // ones depending on the rule and on the inputs (signed or not, relevance at z < 0 or not).
+  // Each is made from W on its first use: under ZPlus below a ReLU, a network holds W^+ twice
+  // (its forward and its gather form) instead of eleven copies of every weight.
+  enum class Form { Up, Un, UVt, GatherU, GatherUV, GatherSigned };
+  // Up, Un: (W^+)^T and (W^-)^T (K, cout); UVt: [U; V]^T (K, 2cout); GatherU: U alone;
+  // GatherUV: [U; V] (U alone when the rule has no second term); GatherSigned: [U; V] and [V; U]
+  // (or U and V) for signed inputs. The Gather forms are GatherWeights, the others matrices.
+  OnFirstUse<RowMatrix<T>> Up_, Un_, UVt_;
+  OnFirstUse<GatherWeight<T>> gw_u_, gw_uv_, gw_signed_;
   std::vector<TapClass> ycls, xcls;  // input rows and columns grouped by the taps that reach them
   AxisTaps ytaps, xtaps;             // the taps of each input row and column
   // The backward's second stage by patch sums: G = S M_p per output pixel (patch space, one
@@ -117,9 +124,51 @@ struct Conv2d {
     return k == RuleKind::ZPlus || k == RuleKind::AlphaBeta || k == RuleKind::Gamma;
   }
 
+  const RowMatrix<T>& matrix_form(Form f) const {
+    switch (f) {
+      case Form::Up:
+        return Up_.get([&] { return RowMatrix<T>(lin.W.cwiseMax(T(0)).transpose()); });
+      case Form::Un:
+        return Un_.get([&] { return RowMatrix<T>(lin.W.cwiseMin(T(0)).transpose()); });
+      default:
+        return UVt_.get([&] { return RowMatrix<T>(lin.pair_weights().transpose()); });
+    }
+  }
+
+  const GatherWeight<T>& gather_form(Form f) const {
+    auto make = [&] {
+      const RowMatrix<T> UV = lin.pair_weights();
+      const Index o = cout, K = g.K(), nz = lin.needs_second_term() ? 2 * o : o;
+      GatherWeight<T> w;
+      if (f == Form::GatherU) {
+        w.set(UV.topRows(o), 1, g, patch_sum);
+      } else if (f == Form::GatherUV) {
+        w.set(UV.topRows(nz), 1, g, patch_sum);
+      } else {
+        RowMatrix<T> both(nz, 2 * K);  // G_0 = S [U; V] (or S_1 U), G_1 = S [V; U] (or S_1 V)
+        both.leftCols(K) = UV.topRows(nz);
+        if (nz == 2 * o)
+          both.rightCols(K) << UV.bottomRows(o), UV.topRows(o);
+        else
+          both.rightCols(K) = UV.bottomRows(o);
+        w.set(both, 2, g, patch_sum);
+      }
+      return w;
+    };
+    if (f == Form::GatherU) return gw_u_.get(make);
+    if (f == Form::GatherUV) return gw_uv_.get(make);
+    return gw_signed_.get(make);
+  }
+
   void prepare(const std::vector<T>& low_img, const std::vector<T>& high_img) {
     cout = lin.W.rows();
-    lin.prepare({}, {});
+    lin.prepare({}, {}, /*with_pair=*/false);
+    Up_.reset();
+    Un_.reset();
+    UVt_.reset();
+    gw_u_.reset();
+    gw_uv_.reset();
+    gw_signed_.reset();
     const Index K = g.K(), P = g.pixels_out();
     auto patches_of = [&](const RowVector<T>& img) {
       RowMatrix<T> M(P, K);
@@ -138,21 +187,8 @@ struct Conv2d {
         break;
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
-      case RuleKind::Gamma: {
-        Wpt = W.cwiseMax(T(0)).transpose();
-        Wnt = W.cwiseMin(T(0)).transpose();
-        const Index o = cout, nz = lin.needs_second_term() ? 2 * o : o;
-        gw.set(lin.UV.topRows(nz), 1, g, patch_sum);
-        gw_u.set(lin.UV.topRows(o), 1, g, patch_sum);
-        RowMatrix<T> both(nz, 2 * K);  // G_0 = S [U; V] (or S_1 U), G_1 = S [V; U] (or S_1 V)
-        both.leftCols(K) = lin.UV.topRows(nz);
-        if (nz == 2 * o)
-          both.rightCols(K) << lin.UV.bottomRows(o), lin.UV.topRows(o);
-        else
-          both.rightCols(K) = lin.UV.bottomRows(o);
-        gw_signed.set(both, 2, g, patch_sum);
-        break;
-      }
+      case RuleKind::Gamma:
+        break;  // the forms of the weights are made on first use (form())
       case RuleKind::Flat:
       case RuleKind::WSquare: {
         const RowMatrix<T> w = lin.rule.kind == RuleKind::Flat ? RowMatrix<T>::Ones(cout, K) : lin.Wcat;
@@ -293,9 +329,11 @@ struct Conv2d {
     // Stage 2: gather over input pixels, then R_i by rule.
     const GatherWeight<T>* gwp = &gw;
     if (signed_input)
-      gwp = &gw_signed;
+      gwp = &gather_form(Form::GatherSigned);
     else if (kind == RuleKind::Gamma && !(S.rightCols(o).array() != T(0)).any())
-      gwp = &gw_u;  // S_2 = 0: S [U; V] = S_1 U, the same chains without their zero terms
+      gwp = &gather_form(Form::GatherU);  // S_2 = 0: S [U; V] = S_1 U, the same chains without their zero terms
+    else if (two_weight())
+      gwp = &gather_form(Form::GatherUV);
     const GatherWeight<T>& G = *gwp;
     const Index C = g.C, taps = g.kh * g.kw, out = G.parts * C, nc = G.ncols;
     // R_i by rule from the gathered factors gv (parts * C) of input pixel i0 / C of sample n
@@ -549,6 +587,11 @@ struct Conv2d {
     const RuleKind kind = lin.rule.kind;
     const bool second = lin.needs_second_term();
     const T gm = T(lin.rule.gamma);
+    // the weight forms this call's products use, made (once) before the threads start
+    const bool uses_pair = kind != RuleKind::Gamma && (second || signed_input);
+    const T* Wpt = uses_pair ? nullptr : matrix_form(Form::Up).data();
+    const T* Wnt = kind == RuleKind::Gamma && signed_input ? matrix_form(Form::Un).data() : nullptr;
+    const T* UVt = uses_pair ? matrix_form(Form::UVt).data() : nullptr;
     run_ranges(ranges_of(N * g.pixels_out(), range_pixels(2 * K), threads), threads, [&](Index q0, Index q1) {
       Workspace& tw = thread_workspace();
       const auto mark = tw.mark();
@@ -578,8 +621,8 @@ struct Conv2d {
         // z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q, both at least |z - b| from zero.
         auto S1 = St.leftCols(o);
         auto S2 = St.rightCols(o);
-        gemm<T>(rows, o, K, p, K, Wpt.data(), o, S1.data(), ncols);
-        if (pn) gemm<T>(rows, o, K, pn, K, Wnt.data(), o, S1.data(), ncols, true);
+        gemm<T>(rows, o, K, p, K, Wpt, o, S1.data(), ncols);
+        if (pn) gemm<T>(rows, o, K, pn, K, Wnt, o, S1.data(), ncols, true);
         // Then two_weight_ratio's Gamma steps, row by row in one pass while the row is in L1
         // (the same operations in the same order, so the same bits): d = z1 or z2 plus its
         // bias, S = R / stab(d), kept where the sign of z picks that variant.
@@ -589,18 +632,18 @@ struct Conv2d {
       } else if (signed_input && !second) {
         // ZPlus, AlphaBeta with beta = 0 on signed patches: z1 = P+ U^T + P- V^T only (the same
         // chains as the first half of the two-term products below)
-        gemm<T>(rows, o, K, p, K, lin.UVt.data(), 2 * o, St.data(), ncols);
-        gemm<T>(rows, o, K, pn, K, lin.UVt.data() + o, 2 * o, St.data(), ncols, true);
+        gemm<T>(rows, o, K, p, K, UVt, 2 * o, St.data(), ncols);
+        gemm<T>(rows, o, K, pn, K, UVt + o, 2 * o, St.data(), ncols, true);
       } else if (second || signed_input) {
         // [z1 | z2] = P+ [U; V]^T + P- [V; U]^T. AlphaBeta's z2 gets its own product: as
         // z - b - z1 it would lose its digits whenever the negative part is small next to z1.
-        gemm<T>(rows, 2 * o, K, p, K, lin.UVt.data(), 2 * o, St.data(), ncols);
+        gemm<T>(rows, 2 * o, K, p, K, UVt, 2 * o, St.data(), ncols);
         if (pn) {
-          gemm<T>(rows, o, K, pn, K, lin.UVt.data() + o, 2 * o, St.data(), ncols, true);
-          gemm<T>(rows, o, K, pn, K, lin.UVt.data(), 2 * o, St.data() + o, ncols, true);
+          gemm<T>(rows, o, K, pn, K, UVt + o, 2 * o, St.data(), ncols, true);
+          gemm<T>(rows, o, K, pn, K, UVt, 2 * o, St.data() + o, ncols, true);
         }
       } else {  // ZPlus, AlphaBeta with beta = 0 on inputs without negatives: z1 = P (W^+)^T
-        gemm<T>(rows, o, K, p, K, Wpt.data(), o, St.data(), ncols);
+        gemm<T>(rows, o, K, p, K, Wpt, o, St.data(), ncols);
       }
       if (kind != RuleKind::Gamma) {  // Gamma's factors were made above, row by row
         two_weight_ratio<T>(lin.rule, St, Rt, Zt, lin.bu, lin.bv, second);  // ncols == o implies !second

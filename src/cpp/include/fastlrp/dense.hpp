@@ -91,7 +91,24 @@ struct Dense {
     return rule.kind == RuleKind::Gamma || (rule.kind == RuleKind::AlphaBeta && rule.beta != 0.0);
   }
 
-  void prepare(const std::vector<T>& low_in, const std::vector<T>& high_in) {
+  // [U; V] (2out, in) of a two-weight rule, from W.
+  RowMatrix<T> pair_weights() const {
+    const Index o = out();
+    RowMatrix<T> uv(2 * o, in());
+    if (rule.kind == RuleKind::Gamma) {
+      const T g = T(rule.gamma);
+      uv.topRows(o) = W + g * W.cwiseMax(T(0));
+      uv.bottomRows(o) = W + g * W.cwiseMin(T(0));
+    } else {
+      uv.topRows(o) = W.cwiseMax(T(0));
+      uv.bottomRows(o) = W.cwiseMin(T(0));
+    }
+    return uv;
+  }
+
+  // with_pair = false: a two-weight rule's [U; V] and its transpose are not made (Conv2d makes
+  // the forms it uses from W, on first use); the biases bu, bv are.
+  void prepare(const std::vector<T>& low_in, const std::vector<T>& high_in, bool with_pair = true) {
     const Index o = out(), i = in();
     Wt = W.transpose();
     const RowVector<T> bp = b.cwiseMax(T(0)), bn = b.cwiseMin(T(0));
@@ -101,22 +118,18 @@ struct Dense {
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
       case RuleKind::Gamma: {
-        RowMatrix<T> U, V;
         if (rule.kind == RuleKind::Gamma) {
           const T g = T(rule.gamma);
-          U = W + g * Wp;
-          V = W + g * Wn;
           bu = b + g * bp;
           bv = b + g * bn;
         } else {
-          U = Wp;
-          V = Wn;
           bu = bp;
           bv = bn;
         }
-        UV.resize(2 * o, i);
-        UV << U, V;
-        UVt = UV.transpose();
+        if (with_pair) {
+          UV = pair_weights();
+          UVt = UV.transpose();
+        }
         break;
       }
       case RuleKind::ZBox: {
