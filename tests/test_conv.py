@@ -378,3 +378,26 @@ def test_int_target_on_image_output_counts_in_nchw_order(rng):
         assert np.array_equal(e.targets, np.broadcast_to(t, (2,)))
     e = lrp(x)
     assert np.array_equal(e.targets, e.output.reshape(2, -1).argmax(axis=1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("signed", [False, True], ids=["after-relu", "signed"])
+@pytest.mark.parametrize("name", ["eps", "eps0", "zplus", "ab21", "ab10", "gamma", "zbox", "flat"])
+def test_pointwise_conv_matches_reference(name, signed, dtype, rng):
+    """1x1 convolutions (ResNet's bottlenecks: the input's rows are the patches, forward and
+    backward), which the random geometries above rarely draw: every rule family, signed inputs
+    and inputs after a ReLU, channel counts off the vector width, 1 and 2 threads."""
+    layer = fl.Conv2d((rng.normal(size=(37, 20, 1, 1)) / 4).astype(dtype), rng.normal(size=37).astype(dtype))
+    x = rng.normal(size=(3, 20, 13, 12)).astype(dtype)
+    if not signed:
+        x = np.maximum(x, 0)
+    model = fl.Sequential([layer])
+    z = reference.forward([layer], x.astype(np.float64))
+    mag = reference.conv2d(np.abs(x), np.abs(layer.weight), np.abs(layer.bias), layer.stride, layer.padding,
+                           layer.dilation)
+    start = np.where(np.abs(z) < (0.02 if dtype == np.float32 else 1e-4) * mag, 0, rng.normal(size=z.shape)).astype(dtype)
+    rule = RULES[name]
+    for threads in (1, 2):
+        fl.set_num_threads(threads)
+        e = fl.LRP(model, rule)(x, target=start)
+        assert_close(e.relevance, reference.lrp([layer], [rule], x, target=start)[0], dtype)
