@@ -484,3 +484,28 @@ def test_wide_depthwise_and_uneven_padding_reproducible_across_threads_and_batch
     z = fl.Model(x_in, h)(x)  # the depthwise layer's forward output
     inner = z[:, :, 4:12, 4:12]  # reads only constant input, through constant first-layer outputs
     np.testing.assert_array_equal(inner, np.broadcast_to(inner[:, :, :1, :1], inner.shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [7, 16, 20])
+@pytest.mark.parametrize("width", [3, 4, 9, 14, 23])
+def test_depthwise_3x3_padded_equals_explicit_zeros(width, channels, dtype):
+    """3x3 stride-1 depthwise layers with one column of padding each side (MobileNet's and
+    EfficientNet's) run their own unrolled kernel; the same layer without padding on an input
+    with explicit zero borders runs the general kernels (pixel-blocked from 12 output columns,
+    channel-blocked below). Each output is one chain in tap order, the padding's taps skipped in
+    the one and multiplied by zeros in the other: the values are equal (==),
+    the bias added first in both."""
+    rng = np.random.default_rng(width * 100 + channels)
+    w = rng.normal(size=(channels, 1, 3, 3)).astype(dtype)
+    b = rng.normal(size=channels).astype(dtype)
+    x = rng.normal(size=(3, channels, 5, width)).astype(dtype)
+    x[0] = np.abs(x[0])
+    padded = fl.Sequential([fl.Conv2d(w, b, padding=1, groups=channels)]).forward(x)
+    zeros = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    explicit = fl.Sequential([fl.Conv2d(w, b, padding=0, groups=channels)]).forward(zeros)
+    assert padded.shape == explicit.shape == x.shape
+    np.testing.assert_array_equal(padded, explicit)
+    expected = reference.conv2d(x, w, b, (1, 1), (1, 1), groups=channels)
+    np.testing.assert_allclose(padded, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)

@@ -277,6 +277,11 @@ struct GroupedConv {
   template <bool Signed>
   void dw_forward_row(const T* X, Index oy, const T* wt, const T* wn, T* zrow, bool accumulate, const T* bias) const {
     if constexpr (!Signed) {
+      if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pw == 1 && g.Wo == g.W &&
+          g.W >= 3) {
+        dw3x3_row(X, oy, wt, zrow, accumulate, bias);
+        return;
+      }
       if (g.kh * g.kw <= kMaxTaps && g.Wo >= kPixMinWidth) {
         dw_forward_row_pixels(X, oy, wt, zrow, accumulate, bias);
         return;
@@ -302,6 +307,84 @@ struct GroupedConv {
   static constexpr int kMaxTaps = 9;
   static constexpr int kPix = 4;
   static constexpr Index kPixMinWidth = 12;
+
+  // 3x3, stride 1, one column of zeros each side (MobileNet's and EfficientNet's depthwise
+  // layers): the taps unrolled, one vector's 3 NR weights in registers, kPix3 output pixels side by
+  // side. Each output is the same chain as dw_forward_row_pixels's: start, then the taps in
+  // (ky, kx) order, those in the padding skipped.
+  static constexpr int kPix3 = 6;
+  void dw3x3_row(const T* X, Index oy, const T* wt, T* zrow, bool accumulate, const T* bias) const {
+    const Geometry& q = g;
+    Index ky0 = 0, ky1 = 3;
+    while (ky0 < 3 && oy - q.ph + ky0 < 0) ++ky0;
+    while (ky1 > ky0 && oy - q.ph + (ky1 - 1) >= q.H) --ky1;
+    const T* rows[3] = {nullptr, nullptr, nullptr};
+    for (Index ky = ky0; ky < ky1; ++ky) rows[ky - ky0] = X + (oy - q.ph + ky) * q.W * O;
+    switch (ky1 - ky0) {
+      case 3: return dw3x3_rows<3>(rows, wt + ky0 * 3 * O, zrow, accumulate, bias);
+      case 2: return dw3x3_rows<2>(rows, wt + ky0 * 3 * O, zrow, accumulate, bias);
+      case 1: return dw3x3_rows<1>(rows, wt + ky0 * 3 * O, zrow, accumulate, bias);
+      default: return dw3x3_rows<0>(rows, wt, zrow, accumulate, bias);
+    }
+  }
+
+  template <int NR>
+  void dw3x3_rows(const T* const* rows, const T* wt, T* zrow, bool accumulate, const T* bias) const {
+    const Index C = O, Wd = g.W;
+    auto vector = [&](Index c, auto partial_tag) {
+      constexpr bool partial = decltype(partial_tag)::value;
+      const int part = static_cast<int>(C - c);
+      auto ld = [&](const T* p) {
+        if constexpr (partial)
+          return VT::load_part(p, part);
+        else
+          return VT::load(p);
+      };
+      auto put = [&](T* zp, V v) {
+        if constexpr (partial)
+          VT::store_part(zp, v, part);
+        else
+          VT::store(zp, v);
+      };
+      V w[NR * 3 + 1];
+#pragma GCC unroll 9
+      for (int t = 0; t < NR * 3; ++t) w[t] = ld(wt + t * O + c);
+      const V b0 = bias ? ld(bias + c) : VT::zero();
+      auto start = [&](const T* zp) { return accumulate ? ld(zp) : b0; };
+      // one pixel whose taps kx in [k0, k1) are inside the image
+      auto edge = [&](Index ox, int k0, int k1) {
+        T* zp = zrow + ox * C + c;
+        V acc = start(zp);
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 3
+          for (int kx = k0; kx < k1; ++kx) acc = VT::fmadd(ld(rows[r] + (ox - 1 + kx) * C + c), w[r * 3 + kx], acc);
+        put(zp, acc);
+      };
+      edge(0, 1, 3);
+      Index ox = 1;
+      for (; ox + kPix3 <= Wd - 1; ox += kPix3) {
+        V acc[kPix3];
+#pragma GCC unroll 8
+        for (int p = 0; p < kPix3; ++p) acc[p] = start(zrow + (ox + p) * C + c);
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; ++r) {
+          const T* xr = rows[r] + (ox - 1) * C + c;
+#pragma GCC unroll 3
+          for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 8
+            for (int p = 0; p < kPix3; ++p) acc[p] = VT::fmadd(ld(xr + (p + kx) * C), w[r * 3 + kx], acc[p]);
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < kPix3; ++p) put(zrow + (ox + p) * C + c, acc[p]);
+      }
+      for (; ox < Wd - 1; ++ox) edge(ox, 0, 3);
+      edge(Wd - 1, 0, 2);
+    };
+    Index c = 0;
+    for (; c + VT::W <= C; c += VT::W) vector(c, std::false_type{});
+    if (c < C) vector(c, std::true_type{});
+  }
 
   void dw_forward_row_pixels(const T* X, Index oy, const T* wt, T* zrow, bool accumulate, const T* bias) const {
     const Geometry& q = g;
