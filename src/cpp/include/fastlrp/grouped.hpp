@@ -218,6 +218,9 @@ struct GroupedConv {
           dw_backward_row<true, false>(Ss, S2s, iy, wt, w2, grow, nullptr, accumulate);
         else if (G2)
           dw_backward_row<false, true>(Ss, nullptr, iy, wt, w2, grow, grow2, accumulate);
+        else if (q.kh == 3 && q.kw == 3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && q.pw == 1 &&
+                 q.Wo == q.W && q.W >= 3)
+          dw3x3_back_row(Ss, iy, wt, grow, accumulate);
         else
           dw_backward_row<false, false>(Ss, nullptr, iy, wt, nullptr, grow, nullptr, accumulate);
         continue;
@@ -380,6 +383,80 @@ struct GroupedConv {
       }
       for (; ox < Wd - 1; ++ox) edge(ox, 0, 3);
       edge(Wd - 1, 0, 2);
+    };
+    Index c = 0;
+    for (; c + VT::W <= C; c += VT::W) vector(c, std::false_type{});
+    if (c < C) vector(c, std::true_type{});
+  }
+
+  // The backward gather of the same layers (one weight, one S): g[ix] = sum over the taps (ky,
+  // kx) in order of s[iy + ph - ky][ix + 1 - kx] w[ky][kx], those outside the output skipped, as
+  // dw_backward_block computes it; unrolled as dw3x3_rows.
+  void dw3x3_back_row(const T* S, Index iy, const T* wt, T* grow, bool accumulate) const {
+    const Geometry& q = g;
+    Index ky0 = 0, ky1 = 3;  // taps whose output row exists
+    while (ky0 < 3 && iy + q.ph - ky0 >= q.Ho) ++ky0;
+    while (ky1 > ky0 && iy + q.ph - (ky1 - 1) < 0) --ky1;
+    const T* rows[3] = {nullptr, nullptr, nullptr};
+    for (Index ky = ky0; ky < ky1; ++ky) rows[ky - ky0] = S + (iy + q.ph - ky) * q.Wo * O;
+    switch (ky1 - ky0) {
+      case 3: return dw3x3_back_rows<3>(rows, wt + ky0 * 3 * O, grow, accumulate);
+      case 2: return dw3x3_back_rows<2>(rows, wt + ky0 * 3 * O, grow, accumulate);
+      case 1: return dw3x3_back_rows<1>(rows, wt + ky0 * 3 * O, grow, accumulate);
+      default: return dw3x3_back_rows<0>(rows, wt, grow, accumulate);
+    }
+  }
+
+  template <int NR>
+  void dw3x3_back_rows(const T* const* rows, const T* wt, T* grow, bool accumulate) const {
+    const Index C = O, Wd = g.W;
+    auto vector = [&](Index c, auto partial_tag) {
+      constexpr bool partial = decltype(partial_tag)::value;
+      const int part = static_cast<int>(C - c);
+      auto ld = [&](const T* p) {
+        if constexpr (partial)
+          return VT::load_part(p, part);
+        else
+          return VT::load(p);
+      };
+      auto put = [&](T* gp, V v) {
+        if constexpr (partial)
+          VT::store_part(gp, v, part);
+        else
+          VT::store(gp, v);
+      };
+      V w[NR * 3 + 1];
+#pragma GCC unroll 9
+      for (int t = 0; t < NR * 3; ++t) w[t] = ld(wt + t * O + c);
+      auto start = [&](const T* gp) { return accumulate ? ld(gp) : VT::zero(); };
+      auto edge = [&](Index ix, int k0, int k1) {  // taps kx in [k0, k1) reach an output
+        T* gp = grow + ix * C + c;
+        V acc = start(gp);
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 3
+          for (int kx = k0; kx < k1; ++kx) acc = VT::fmadd(ld(rows[r] + (ix + 1 - kx) * C + c), w[r * 3 + kx], acc);
+        put(gp, acc);
+      };
+      edge(0, 0, 2);
+      Index ix = 1;
+      for (; ix + kPix3 <= Wd - 1; ix += kPix3) {
+        V acc[kPix3];
+#pragma GCC unroll 8
+        for (int p = 0; p < kPix3; ++p) acc[p] = start(grow + (ix + p) * C + c);
+#pragma GCC unroll 3
+        for (int r = 0; r < NR; ++r) {
+          const T* sr = rows[r] + (ix + 1) * C + c;
+#pragma GCC unroll 3
+          for (int kx = 0; kx < 3; ++kx)
+#pragma GCC unroll 8
+            for (int p = 0; p < kPix3; ++p) acc[p] = VT::fmadd(ld(sr + (p - kx) * C), w[r * 3 + kx], acc[p]);
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < kPix3; ++p) put(grow + (ix + p) * C + c, acc[p]);
+      }
+      for (; ix < Wd - 1; ++ix) edge(ix, 0, 3);
+      edge(Wd - 1, 1, 3);
     };
     Index c = 0;
     for (; c + VT::W <= C; c += VT::W) vector(c, std::false_type{});
