@@ -10,7 +10,10 @@
 // Each output is one chain in a fixed order (taps, then channels), whatever its position, the
 // thread or the batch: ties stay ties and results do not depend on the thread count. Taps in the
 // padding are skipped (they would add zeros). Separate multiplies and adds (-ffp-contract=off)
-// make a vectorised body and a scalar tail round alike.
+// make a vectorised body and a scalar tail round alike. Depthwise layers have several loop
+// orders for the same chains: 3x3 stride-1 layers with one column of padding each side (the
+// mobile networks' own) an unrolled kernel forward (dw3x3_row) and backward (dw3x3_back_row),
+// other wide rows a pixel-blocked one, the rest a channel-blocked one.
 #pragma once
 
 #include "fastlrp/isa.hpp"
