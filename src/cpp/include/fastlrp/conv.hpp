@@ -130,8 +130,10 @@ struct Conv2d {
         return Up_.get([&] { return RowMatrix<T>(lin.W.cwiseMax(T(0)).transpose()); });
       case Form::Un:
         return Un_.get([&] { return RowMatrix<T>(lin.W.cwiseMin(T(0)).transpose()); });
-      default:
+      case Form::UVt:
         return UVt_.get([&] { return RowMatrix<T>(lin.pair_weights().transpose()); });
+      default:
+        throw std::logic_error("matrix_form: a Gather form is a GatherWeight (gather_form)");
     }
   }
 
@@ -188,7 +190,7 @@ struct Conv2d {
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
       case RuleKind::Gamma:
-        break;  // the forms of the weights are made on first use (form())
+        break;  // the forms of the weights are made on first use (matrix_form, gather_form)
       case RuleKind::Flat:
       case RuleKind::WSquare: {
         const RowMatrix<T> w = lin.rule.kind == RuleKind::Flat ? RowMatrix<T>::Ones(cout, K) : lin.Wcat;

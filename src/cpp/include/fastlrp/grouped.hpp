@@ -12,7 +12,7 @@
 // padding are skipped (they would add zeros). Separate multiplies and adds (-ffp-contract=off)
 // make a vectorised body and a scalar tail round alike. Depthwise layers have several loop
 // orders for the same chains: 3x3 stride-1 layers with one column of padding each side (the
-// mobile networks' own) an unrolled kernel forward (dw3x3_row) and backward (dw3x3_back_row),
+// mobile networks' own) an unrolled kernel forward and backward (dw3x3_row),
 // other wide rows a pixel-blocked one, the rest a channel-blocked one.
 #pragma once
 
@@ -223,7 +223,7 @@ struct GroupedConv {
           dw_backward_row<false, true>(Ss, nullptr, iy, wt, w2, grow, grow2, accumulate);
         else if (q.kh == 3 && q.kw == 3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && q.pw == 1 &&
                  q.Wo == q.W && q.W >= 3)
-          dw3x3_back_row(Ss, iy, wt, grow, accumulate);
+          dw3x3_row<true>(Ss, iy, wt, grow, accumulate, nullptr);
         else
           dw_backward_row<false, false>(Ss, nullptr, iy, wt, nullptr, grow, nullptr, accumulate);
         continue;
@@ -285,7 +285,7 @@ struct GroupedConv {
     if constexpr (!Signed) {
       if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pw == 1 && g.Wo == g.W &&
           g.W >= 3) {
-        dw3x3_row(X, oy, wt, zrow, accumulate, bias);
+        dw3x3_row<false>(X, oy, wt, zrow, accumulate, bias);
         return;
       }
       if (g.kh * g.kw <= kMaxTaps && g.Wo >= kPixMinWidth) {
@@ -315,28 +315,36 @@ struct GroupedConv {
   static constexpr Index kPixMinWidth = 12;
 
   // 3x3, stride 1, one column of zeros each side (MobileNet's and EfficientNet's depthwise
-  // layers): the taps unrolled, one vector's 3 NR weights in registers, kPix3 output pixels side by
-  // side. Each output is the same chain as dw_forward_row_pixels's: start, then the taps in
-  // (ky, kx) order, those in the padding skipped.
+  // layers), forward (Back = false: one output row oy of X) and the backward gather of one
+  // weight (Back = true: one input row iy of the factors S, as dw_backward_block computes it):
+  // the taps unrolled, one vector's 3 NR weights in registers, kPix3 pixels side by side. Each
+  // value is the same chain as the general kernels': start (the bias, the accumulated value or
+  // zero), then the taps in (ky, kx) order, those outside the source skipped. The source pixel
+  // of tap (ky, kx) for pixel (y, x) is (y - ph + ky, x - 1 + kx) forward and
+  // (y + ph - ky, x + 1 - kx) backward: d = +1 or -1 below.
   static constexpr int kPix3 = 6;
-  void dw3x3_row(const T* X, Index oy, const T* wt, T* zrow, bool accumulate, const T* bias) const {
+  template <bool Back>
+  void dw3x3_row(const T* src, Index y, const T* wt, T* out, bool accumulate, const T* bias) const {
     const Geometry& q = g;
-    Index ky0 = 0, ky1 = 3;
-    while (ky0 < 3 && oy - q.ph + ky0 < 0) ++ky0;
-    while (ky1 > ky0 && oy - q.ph + (ky1 - 1) >= q.H) --ky1;
+    constexpr Index d = Back ? -1 : 1;
+    const Index base = Back ? y + q.ph : y - q.ph, limit = Back ? q.Ho : q.H;  // source row of ky: base + d ky
+    Index ky0 = 0, ky1 = 3;  // taps whose source row exists
+    while (ky0 < 3 && (base + d * ky0 < 0 || base + d * ky0 >= limit)) ++ky0;
+    while (ky1 > ky0 && (base + d * (ky1 - 1) < 0 || base + d * (ky1 - 1) >= limit)) --ky1;
     const T* rows[3] = {nullptr, nullptr, nullptr};
-    for (Index ky = ky0; ky < ky1; ++ky) rows[ky - ky0] = X + (oy - q.ph + ky) * q.W * O;
+    for (Index ky = ky0; ky < ky1; ++ky) rows[ky - ky0] = src + (base + d * ky) * q.W * O;  // Wo == W
     switch (ky1 - ky0) {
-      case 3: return dw3x3_rows<3>(rows, wt + ky0 * 3 * O, zrow, accumulate, bias);
-      case 2: return dw3x3_rows<2>(rows, wt + ky0 * 3 * O, zrow, accumulate, bias);
-      case 1: return dw3x3_rows<1>(rows, wt + ky0 * 3 * O, zrow, accumulate, bias);
-      default: return dw3x3_rows<0>(rows, wt, zrow, accumulate, bias);
+      case 3: return dw3x3_rows<3, Back>(rows, wt + ky0 * 3 * O, out, accumulate, bias);
+      case 2: return dw3x3_rows<2, Back>(rows, wt + ky0 * 3 * O, out, accumulate, bias);
+      case 1: return dw3x3_rows<1, Back>(rows, wt + ky0 * 3 * O, out, accumulate, bias);
+      default: return dw3x3_rows<0, Back>(rows, wt, out, accumulate, bias);
     }
   }
 
-  template <int NR>
-  void dw3x3_rows(const T* const* rows, const T* wt, T* zrow, bool accumulate, const T* bias) const {
+  template <int NR, bool Back>
+  void dw3x3_rows(const T* const* rows, const T* wt, T* out, bool accumulate, const T* bias) const {
     const Index C = O, Wd = g.W;
+    constexpr Index d = Back ? -1 : 1;
     auto vector = [&](Index c, auto partial_tag) {
       constexpr bool partial = decltype(partial_tag)::value;
       const int part = static_cast<int>(C - c);
@@ -346,120 +354,46 @@ struct GroupedConv {
         else
           return VT::load(p);
       };
-      auto put = [&](T* zp, V v) {
+      auto put = [&](T* op, V v) {
         if constexpr (partial)
-          VT::store_part(zp, v, part);
+          VT::store_part(op, v, part);
         else
-          VT::store(zp, v);
+          VT::store(op, v);
       };
       V w[NR * 3 + 1];
 #pragma GCC unroll 9
       for (int t = 0; t < NR * 3; ++t) w[t] = ld(wt + t * O + c);
       const V b0 = bias ? ld(bias + c) : VT::zero();
-      auto start = [&](const T* zp) { return accumulate ? ld(zp) : b0; };
-      // one pixel whose taps kx in [k0, k1) are inside the image
-      auto edge = [&](Index ox, int k0, int k1) {
-        T* zp = zrow + ox * C + c;
-        V acc = start(zp);
+      auto start = [&](const T* op) { return accumulate ? ld(op) : b0; };
+      // one pixel whose taps kx in [k0, k1) have a source pixel
+      auto edge = [&](Index x, int k0, int k1) {
+        T* op = out + x * C + c;
+        V acc = start(op);
 #pragma GCC unroll 3
         for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 3
-          for (int kx = k0; kx < k1; ++kx) acc = VT::fmadd(ld(rows[r] + (ox - 1 + kx) * C + c), w[r * 3 + kx], acc);
-        put(zp, acc);
+          for (int kx = k0; kx < k1; ++kx) acc = VT::fmadd(ld(rows[r] + (x + d * (kx - 1)) * C + c), w[r * 3 + kx], acc);
+        put(op, acc);
       };
-      edge(0, 1, 3);
-      Index ox = 1;
-      for (; ox + kPix3 <= Wd - 1; ox += kPix3) {
+      edge(0, Back ? 0 : 1, Back ? 2 : 3);
+      Index x = 1;
+      for (; x + kPix3 <= Wd - 1; x += kPix3) {
         V acc[kPix3];
 #pragma GCC unroll 8
-        for (int p = 0; p < kPix3; ++p) acc[p] = start(zrow + (ox + p) * C + c);
+        for (int p = 0; p < kPix3; ++p) acc[p] = start(out + (x + p) * C + c);
 #pragma GCC unroll 3
         for (int r = 0; r < NR; ++r) {
-          const T* xr = rows[r] + (ox - 1) * C + c;
+          const T* sr = rows[r] + x * C + c;
 #pragma GCC unroll 3
           for (int kx = 0; kx < 3; ++kx)
 #pragma GCC unroll 8
-            for (int p = 0; p < kPix3; ++p) acc[p] = VT::fmadd(ld(xr + (p + kx) * C), w[r * 3 + kx], acc[p]);
+            for (int p = 0; p < kPix3; ++p) acc[p] = VT::fmadd(ld(sr + (p + d * (kx - 1)) * C), w[r * 3 + kx], acc[p]);
         }
 #pragma GCC unroll 8
-        for (int p = 0; p < kPix3; ++p) put(zrow + (ox + p) * C + c, acc[p]);
+        for (int p = 0; p < kPix3; ++p) put(out + (x + p) * C + c, acc[p]);
       }
-      for (; ox < Wd - 1; ++ox) edge(ox, 0, 3);
-      edge(Wd - 1, 0, 2);
-    };
-    Index c = 0;
-    for (; c + VT::W <= C; c += VT::W) vector(c, std::false_type{});
-    if (c < C) vector(c, std::true_type{});
-  }
-
-  // The backward gather of the same layers (one weight, one S): g[ix] = sum over the taps (ky,
-  // kx) in order of s[iy + ph - ky][ix + 1 - kx] w[ky][kx], those outside the output skipped, as
-  // dw_backward_block computes it; unrolled as dw3x3_rows.
-  void dw3x3_back_row(const T* S, Index iy, const T* wt, T* grow, bool accumulate) const {
-    const Geometry& q = g;
-    Index ky0 = 0, ky1 = 3;  // taps whose output row exists
-    while (ky0 < 3 && iy + q.ph - ky0 >= q.Ho) ++ky0;
-    while (ky1 > ky0 && iy + q.ph - (ky1 - 1) < 0) --ky1;
-    const T* rows[3] = {nullptr, nullptr, nullptr};
-    for (Index ky = ky0; ky < ky1; ++ky) rows[ky - ky0] = S + (iy + q.ph - ky) * q.Wo * O;
-    switch (ky1 - ky0) {
-      case 3: return dw3x3_back_rows<3>(rows, wt + ky0 * 3 * O, grow, accumulate);
-      case 2: return dw3x3_back_rows<2>(rows, wt + ky0 * 3 * O, grow, accumulate);
-      case 1: return dw3x3_back_rows<1>(rows, wt + ky0 * 3 * O, grow, accumulate);
-      default: return dw3x3_back_rows<0>(rows, wt, grow, accumulate);
-    }
-  }
-
-  template <int NR>
-  void dw3x3_back_rows(const T* const* rows, const T* wt, T* grow, bool accumulate) const {
-    const Index C = O, Wd = g.W;
-    auto vector = [&](Index c, auto partial_tag) {
-      constexpr bool partial = decltype(partial_tag)::value;
-      const int part = static_cast<int>(C - c);
-      auto ld = [&](const T* p) {
-        if constexpr (partial)
-          return VT::load_part(p, part);
-        else
-          return VT::load(p);
-      };
-      auto put = [&](T* gp, V v) {
-        if constexpr (partial)
-          VT::store_part(gp, v, part);
-        else
-          VT::store(gp, v);
-      };
-      V w[NR * 3 + 1];
-#pragma GCC unroll 9
-      for (int t = 0; t < NR * 3; ++t) w[t] = ld(wt + t * O + c);
-      auto start = [&](const T* gp) { return accumulate ? ld(gp) : VT::zero(); };
-      auto edge = [&](Index ix, int k0, int k1) {  // taps kx in [k0, k1) reach an output
-        T* gp = grow + ix * C + c;
-        V acc = start(gp);
-#pragma GCC unroll 3
-        for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 3
-          for (int kx = k0; kx < k1; ++kx) acc = VT::fmadd(ld(rows[r] + (ix + 1 - kx) * C + c), w[r * 3 + kx], acc);
-        put(gp, acc);
-      };
-      edge(0, 0, 2);
-      Index ix = 1;
-      for (; ix + kPix3 <= Wd - 1; ix += kPix3) {
-        V acc[kPix3];
-#pragma GCC unroll 8
-        for (int p = 0; p < kPix3; ++p) acc[p] = start(grow + (ix + p) * C + c);
-#pragma GCC unroll 3
-        for (int r = 0; r < NR; ++r) {
-          const T* sr = rows[r] + (ix + 1) * C + c;
-#pragma GCC unroll 3
-          for (int kx = 0; kx < 3; ++kx)
-#pragma GCC unroll 8
-            for (int p = 0; p < kPix3; ++p) acc[p] = VT::fmadd(ld(sr + (p - kx) * C), w[r * 3 + kx], acc[p]);
-        }
-#pragma GCC unroll 8
-        for (int p = 0; p < kPix3; ++p) put(grow + (ix + p) * C + c, acc[p]);
-      }
-      for (; ix < Wd - 1; ++ix) edge(ix, 0, 3);
-      edge(Wd - 1, 1, 3);
+      for (; x < Wd - 1; ++x) edge(x, 0, 3);
+      edge(Wd - 1, Back ? 1 : 0, Back ? 3 : 2);
     };
     Index c = 0;
     for (; c + VT::W <= C; c += VT::W) vector(c, std::false_type{});
