@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import fastlrp as fl
 
@@ -187,3 +188,24 @@ def test_bench_suite_toolbox_net_runs(tmp_path):
     cases = json.load(open(tmp_path / "t.json"))["cases"]
     assert [(c["net"], c["batch"]) for c in cases] == [("toolbox-lenet5", 16)]
     assert cases[0]["peers"]["numpy"]["rel_diff"] < 1e-9
+
+
+def test_bench_suite_caps_the_peers_isa():
+    """--peer-isa v2: torch, imported after the cap, runs its baseline kernels (what a CPU without
+    AVX2 runs), and the report says so; a level that does not exist is refused."""
+    pytest.importorskip("torch")
+    out = run("bench", "--quick", "--nets", "mlp", "--rules", "Epsilon", "--threads", "1", "--peer-isa", "v2")
+    assert out.returncode == 0, out.stderr
+    assert "PyTorch's kernels (peers and torch's forward): DEFAULT (--peer-isa v2)" in out.stdout
+    bad = run("bench", "--quick", "--nets", "mlp", "--peer-isa", "v9")
+    assert bad.returncode != 0 and "--peer-isa" in bad.stderr
+
+
+def test_cap_peer_isa_refuses_after_torch_and_unknown_levels(monkeypatch):
+    from fastlrp.bench import _util
+
+    with pytest.raises(ValueError, match="expected one of v2, v3, v4 or 'match', got 'v9'"):
+        _util.cap_peer_isa("v9")
+    monkeypatch.setitem(sys.modules, "torch", object())
+    with pytest.raises(RuntimeError, match="before torch is imported"):
+        _util.cap_peer_isa("v2")

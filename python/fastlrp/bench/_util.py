@@ -70,6 +70,33 @@ def import_torchvision():
     return torchvision
 
 
+# The environment variables that cap PyTorch's kernels at an x86-64 level, so that the peer runs
+# what it would run on a CPU of that level: ATen's own vectorised kernels (read when torch is
+# imported), oneDNN's convolutions, and MKL's BLAS (which may ignore the cap on a non-Intel CPU:
+# then the peer's dense layers keep their faster kernels, in the peer's favour).
+PEER_ISA_ENV = {
+    "v2": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "v3": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "v4": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512"},
+}
+
+
+def cap_peer_isa(level: str) -> dict:
+    """Cap the PyTorch peers at x86-64 level `level` ("v2", "v3", "v4", or "match": fastlrp's level
+    in use) by setting PEER_ISA_ENV's variables; returns what was set. Must run before torch is
+    imported, which reads them once."""
+    if level == "match":
+        import fastlrp as fl
+
+        level = fl.build_info()["isa"]
+    if level not in PEER_ISA_ENV:
+        raise ValueError(f"peer ISA level: expected one of {', '.join(PEER_ISA_ENV)} or 'match', got {level!r}")
+    if "torch" in sys.modules:
+        raise RuntimeError("the peer ISA level must be set before torch is imported; torch is already imported")
+    os.environ.update(PEER_ISA_ENV[level])
+    return dict(PEER_ISA_ENV[level])
+
+
 def import_zennit():
     """(torch, zennit) or (None, reason). zennit 0.5.1 imports torchvision's ResNet only for a
     canonizer; without torchvision we give it placeholder modules."""
@@ -109,7 +136,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS") if k in os.environ}
+    keys = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "FASTLRP_ISA") + tuple(PEER_ISA_ENV["v2"])
+    env = {k: os.environ[k] for k in keys if k in os.environ}
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}, "
             f"fastlrp {fl.__version__} (isa={info['isa']}, vector={info['vector']}, openmp={info['openmp']}, native={info['native']}), "
             f"env {env or '{}'}")

@@ -51,7 +51,7 @@ import numpy as np
 
 from .. import composites
 from . import nets
-from ._util import import_zennit, machine, rate, rel_error, table, timeit
+from ._util import cap_peer_isa, import_zennit, machine, rate, rel_error, table, timeit
 
 RULES = {"Epsilon": lambda: _epsilon(), "epsilon_plus_flat": lambda: "epsilon_plus_flat",
          "epsilon_gamma_box(-3, 3)": lambda: composites.epsilon_gamma_box(-3.0, 3.0),
@@ -382,6 +382,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="run everything this many times and add a table of the median ratio per case with its "
                          "min-max over the runs (a shared machine's speed drifts between runs)")
+    ap.add_argument("--peer-isa", choices=["native", "match", "v2", "v3", "v4"], default="native",
+                    help="cap the PyTorch peers' kernels at an x86-64 level ('match': fastlrp's level in use, e.g. "
+                         "with FASTLRP_ISA=v2, to compare both as a CPU of that level runs them; default: what "
+                         "torch picks for this CPU)")
     ap.add_argument("--json", help="also write every case as JSON to this file")
     ap.add_argument("--plot", help="also write a bar chart of the ratios (PNG)")
     ap.add_argument("--out", help="also write the markdown report to this file")
@@ -402,11 +406,19 @@ def main(argv=None) -> int:
     for r in rules:
         if r not in RULES:
             ap.error(f"--rules: unknown rule {r!r}; expected some of {', '.join(RULES)}")
+    if args.peer_isa != "native":
+        try:
+            cap_peer_isa(args.peer_isa)
+        except RuntimeError as exc:
+            ap.error(f"--peer-isa: {exc}")
     t0 = time.perf_counter()
     peers = Peers()
     lines = ["# fastlrp benchmark suite", "", f"Machine: {machine()}", ""]
     for peer, why in (("zennit", peers.zennit_why), ("captum", peers.captum_why)):
         lines.append(f"- {peer}: " + (f"skipped: {why}" if why else "compared"))
+    if peers.torch is not None:
+        lines.append(f"- PyTorch's kernels (peers and torch's forward): {peers.torch.backends.cpu.get_cpu_capability()}"
+                     f" (--peer-isa {args.peer_isa})")
     lines.append("")
     if args.repeat < 1:
         ap.error(f"--repeat: expected a positive count, got {args.repeat}")
