@@ -24,6 +24,10 @@ CHECK = textwrap.dedent("""
     for dtype in (np.float32, np.float64):
         layers = [fl.Conv2d(rng.normal(size=(12, 3, 3, 3)).astype(dtype) * 0.3, rng.normal(size=12).astype(dtype) * 0.1,
                             padding=1),
+                  fl.ReLU(),
+                  # depthwise 3x3, stride 1, padding 1: the unrolled kernel (its pixel grouping differs by level)
+                  fl.Conv2d(rng.normal(size=(12, 1, 3, 3)).astype(dtype) * 0.5, rng.normal(size=12).astype(dtype) * 0.1,
+                            padding=1, groups=12),
                   fl.ReLU(), fl.MaxPool2d(2),
                   fl.Conv2d(rng.normal(size=(5, 12, 3, 3)).astype(dtype) * 0.2, np.zeros(5, dtype), stride=2),
                   fl.ReLU(), fl.Flatten(), fl.Dense(rng.normal(size=(7, 5 * 3 * 3)).astype(dtype) * 0.3, np.zeros(7, dtype))]

@@ -322,7 +322,10 @@ struct GroupedConv {
   // zero), then the taps in (ky, kx) order, those outside the source skipped. The source pixel
   // of tap (ky, kx) for pixel (y, x) is (y - ph + ky, x - 1 + kx) forward and
   // (y + ph - ky, x + 1 - kx) backward: d = +1 or -1 below.
-  static constexpr int kPix3 = 6;
+  // SSE (v2): 3 pixels. Without VEX's three-operand forms and FMA, each multiply-add needs a
+  // copy and two registers, and 6 pixels' accumulators with 9 weights spilled to the stack: 3
+  // ran 4-19 % faster than 6 on MobileNetV2's shapes (bench/README.md, thirteenth session).
+  static constexpr int kPix3 = simd::kBytes >= 32 ? 6 : 3;
   template <bool Back>
   void dw3x3_row(const T* src, Index y, const T* wt, T* out, bool accumulate, const T* bias) const {
     const Geometry& q = g;
