@@ -95,11 +95,12 @@ struct Conv2d {
   // ones depending on the rule and on the inputs (signed or not, relevance at z < 0 or not).
   // Each is made from W on its first use: under ZPlus below a ReLU, a network holds W^+ twice
   // (its forward and its gather form) instead of eleven copies of every weight.
-  enum class Form { Up, Un, UVt, GatherU, GatherUV, GatherSigned };
-  // Up, Un: (W^+)^T and (W^-)^T (K, cout); UVt: [U; V]^T (K, 2cout); GatherU: U alone;
+  enum class Form { Up, UpUn, UVt, GatherU, GatherUV, GatherSigned };
+  // Up: (W^+)^T (K, cout); UpUn: (W^+)^T over (W^-)^T (2K, cout), for [P^+ | P^-] patches;
+  // UVt: [U; V]^T (K, 2cout); GatherU: U alone;
   // GatherUV: [U; V] (U alone when the rule has no second term); GatherSigned: [U; V] and [V; U]
   // (or U and V) for signed inputs. The Gather forms are GatherWeights, the others matrices.
-  OnFirstUse<RowMatrix<T>> Up_, Un_, UVt_;
+  OnFirstUse<RowMatrix<T>> Up_, UpUn_, UVt_;
   OnFirstUse<GatherWeight<T>> gw_u_, gw_uv_, gw_signed_;
   std::vector<TapClass> ycls, xcls;  // input rows and columns grouped by the taps that reach them
   AxisTaps ytaps, xtaps;             // the taps of each input row and column
@@ -128,8 +129,13 @@ struct Conv2d {
     switch (f) {
       case Form::Up:
         return Up_.get([&] { return RowMatrix<T>(lin.W.cwiseMax(T(0)).transpose()); });
-      case Form::Un:
-        return Un_.get([&] { return RowMatrix<T>(lin.W.cwiseMin(T(0)).transpose()); });
+      case Form::UpUn:
+        return UpUn_.get([&] {
+          RowMatrix<T> m(2 * g.K(), cout);
+          m.topRows(g.K()) = lin.W.cwiseMax(T(0)).transpose();
+          m.bottomRows(g.K()) = lin.W.cwiseMin(T(0)).transpose();
+          return m;
+        });
       case Form::UVt:
         return UVt_.get([&] { return RowMatrix<T>(lin.pair_weights().transpose()); });
       default:
@@ -166,7 +172,7 @@ struct Conv2d {
     cout = lin.W.rows();
     lin.prepare({}, {}, /*with_pair=*/false);
     Up_.reset();
-    Un_.reset();
+    UpUn_.reset();
     UVt_.reset();
     gw_u_.reset();
     gw_uv_.reset();
@@ -589,10 +595,16 @@ struct Conv2d {
     const RuleKind kind = lin.rule.kind;
     const bool second = lin.needs_second_term();
     const T gm = T(lin.rule.gamma);
+    // Signed patches are split into [P^+ | P^-] per row. Gamma's Q and the first product of ZPlus
+    // (and AlphaBeta without beta), P^+ (W^+)^T + P^- (W^-)^T, are then one product over 2K terms
+    // with the stacked weight UpUn: the same chains as a product and a second one accumulated
+    // onto it, with C written once (for narrow K, as in mobile networks' 1x1 convolutions, the
+    // second pass over C cost as much as its arithmetic).
+    const bool stacked = signed_input && (kind == RuleKind::Gamma || !second);
     // the weight forms this call's products use, made (once) before the threads start
-    const bool uses_pair = kind != RuleKind::Gamma && (second || signed_input);
-    const T* Wpt = uses_pair ? nullptr : matrix_form(Form::Up).data();
-    const T* Wnt = kind == RuleKind::Gamma && signed_input ? matrix_form(Form::Un).data() : nullptr;
+    const bool uses_pair = kind != RuleKind::Gamma && (second || signed_input) && !stacked;
+    const T* Wpt = uses_pair || stacked ? nullptr : matrix_form(Form::Up).data();
+    const T* UpUn = stacked ? matrix_form(Form::UpUn).data() : nullptr;
     const T* UVt = uses_pair ? matrix_form(Form::UVt).data() : nullptr;
     run_ranges(ranges_of(N * g.pixels_out(), range_pixels(2 * K), threads), threads, [&](Index q0, Index q1) {
       Workspace& tw = thread_workspace();
@@ -607,15 +619,21 @@ struct Conv2d {
         p = own;
       }
       const T* pn = nullptr;  // the negative parts of signed patches
-      if (signed_input) {
-        T* pp = tw.take<T>(rows * K);
-        T* neg = tw.take<T>(rows * K);
-        for (Index k = 0; k < rows * K; ++k) {
-          pp[k] = std::max(p[k], T(0));
-          neg[k] = std::min(p[k], T(0));
+      Index ldp = K;
+      if (signed_input) {  // row r: [p^+ | p^-]
+        T* pp = tw.take<T>(rows * 2 * K);
+        for (Index r = 0; r < rows; ++r) {
+          const T* src = p + r * K;
+          T* pos = pp + r * 2 * K;
+          T* neg = pos + K;
+          for (Index k = 0; k < K; ++k) {
+            pos[k] = std::max(src[k], T(0));
+            neg[k] = std::min(src[k], T(0));
+          }
         }
         p = pp;
-        pn = neg;
+        pn = pp + K;
+        ldp = 2 * K;
       }
       if (kind == RuleKind::Gamma) {
         // Q = sum_i a_i^+ w_ij^+ + a_i^- w_ij^-; with z - b = sum_i a_i w_ij (the forward
@@ -623,8 +641,10 @@ struct Conv2d {
         // z2 = P (W + g W^-)^T = (1+g)(z - b) - g Q, both at least |z - b| from zero.
         auto S1 = St.leftCols(o);
         auto S2 = St.rightCols(o);
-        gemm<T>(rows, o, K, p, K, Wpt, o, S1.data(), ncols);
-        if (pn) gemm<T>(rows, o, K, pn, K, Wnt, o, S1.data(), ncols, true);
+        if (stacked)
+          gemm<T>(rows, o, 2 * K, p, ldp, UpUn, o, S1.data(), ncols);
+        else
+          gemm<T>(rows, o, K, p, K, Wpt, o, S1.data(), ncols);
         // Then two_weight_ratio's Gamma steps, row by row in one pass while the row is in L1
         // (the same operations in the same order, so the same bits): d = z1 or z2 plus its
         // bias, S = R / stab(d), kept where the sign of z picks that variant.
@@ -634,15 +654,14 @@ struct Conv2d {
       } else if (signed_input && !second) {
         // ZPlus, AlphaBeta with beta = 0 on signed patches: z1 = P+ U^T + P- V^T only (the same
         // chains as the first half of the two-term products below)
-        gemm<T>(rows, o, K, p, K, UVt, 2 * o, St.data(), ncols);
-        gemm<T>(rows, o, K, pn, K, UVt + o, 2 * o, St.data(), ncols, true);
+        gemm<T>(rows, o, 2 * K, p, ldp, UpUn, o, St.data(), ncols);
       } else if (second || signed_input) {
         // [z1 | z2] = P+ [U; V]^T + P- [V; U]^T. AlphaBeta's z2 gets its own product: as
         // z - b - z1 it would lose its digits whenever the negative part is small next to z1.
-        gemm<T>(rows, 2 * o, K, p, K, UVt, 2 * o, St.data(), ncols);
+        gemm<T>(rows, 2 * o, K, p, ldp, UVt, 2 * o, St.data(), ncols);
         if (pn) {
-          gemm<T>(rows, o, K, pn, K, UVt + o, 2 * o, St.data(), ncols, true);
-          gemm<T>(rows, o, K, pn, K, UVt, 2 * o, St.data() + o, ncols, true);
+          gemm<T>(rows, o, K, pn, ldp, UVt + o, 2 * o, St.data(), ncols, true);
+          gemm<T>(rows, o, K, pn, ldp, UVt, 2 * o, St.data() + o, ncols, true);
         }
       } else {  // ZPlus, AlphaBeta with beta = 0 on inputs without negatives: z1 = P (W^+)^T
         gemm<T>(rows, o, K, p, K, Wpt, o, St.data(), ncols);
