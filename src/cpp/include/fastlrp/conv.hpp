@@ -292,8 +292,8 @@ struct Conv2d {
     switch (kind) {
       case RuleKind::Epsilon:
         for_segments(NP, o, threads, [&](Index r, Index c0, Index len) {
-          stabilized_ratio(Rp.row(r).segment(c0, len), Zp.row(r).segment(c0, len), T(lin.rule.epsilon),
-                           S.row(r).segment(c0, len));
+          stabilized_ratio_run(Rp.row(r).data() + c0, Zp.row(r).data() + c0, T(lin.rule.epsilon),
+                               S.row(r).data() + c0, len);
         });
         break;
       case RuleKind::WSquare:
@@ -305,12 +305,14 @@ struct Conv2d {
         });
         break;
       case RuleKind::ZBox:  // z_j - b_j - shift_j: sum_i a_i w_ij is the forward output without its bias
-        for_segments(N, P * o, threads, [&](Index n, Index c0, Index len) {
-          const Index r0 = n * P * o + c0;
-          Eigen::Map<RowVector<T>> s(S.data() + r0, len);
-          const Eigen::Map<const RowVector<T>> z(Z.data() + r0, len), f(fixed.data() + c0, len);
-          for (Index k = 0, j = c0 % o; k < len; ++k, j = j + 1 == o ? 0 : j + 1) s[k] = z[k] - lin.b[j] - f[k];
-          stabilized_ratio(Eigen::Map<const RowVector<T>>(R.data() + r0, len), s, T(lin.rule.stabilizer), s);
+        // by output pixel (row r = n P + p), so that the bias and the shift index along with z
+        for_segments(NP, o, threads, [&](Index r, Index c0, Index len) {
+          T* s = S.row(r).data() + c0;
+          const T* z = Zp.row(r).data() + c0;
+          const T* f = fixed.data() + (r % P) * o + c0;
+          const T* b = lin.b.data() + c0;
+          for (Index k = 0; k < len; ++k) s[k] = z[k] - b[k] - f[k];
+          stabilized_ratio_run(Rp.row(r).data() + c0, s, T(lin.rule.stabilizer), s, len);
         });
         break;
       case RuleKind::ZPlus:

@@ -6,12 +6,14 @@
 
 #include "fastlrp/isa.hpp"
 
+#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "fastlrp/common.hpp"
 #include "fastlrp/gemm.hpp"
 #include "fastlrp/rules.hpp"
+#include "fastlrp/simd.hpp"
 #include "fastlrp/workspace.hpp"
 
 namespace fastlrp {
@@ -24,6 +26,29 @@ inline void stabilized_ratio(const RX& R, const ZX& Z, T eps, SX&& S) {
   const auto& z = Z.array();
   const auto d = (z >= T(0)).select(z + eps, z - eps);
   S.array() = (d == T(0)).select(T(0), R.array() / d);
+}
+
+// The same on n contiguous values, in vectors (GCC's vector extensions; lanes that divide by
+// zero are selected away): Eigen's select above runs one value at a time. s may be z.
+template <class T>
+inline void stabilized_ratio_run(const T* r, const T* z, T eps, T* s, Index n) {
+  constexpr Index L = simd::kBytes > 0 ? simd::kBytes / Index(sizeof(T)) : 1;
+  typedef T VT __attribute__((vector_size(L * sizeof(T))));
+  const VT zero = VT{}, ev = zero + eps;
+  Index i = 0;
+  for (; i + L <= n; i += L) {
+    VT zv, rv;
+    std::memcpy(&zv, z + i, sizeof zv);
+    std::memcpy(&rv, r + i, sizeof rv);
+    const VT d = zv >= zero ? zv + ev : zv - ev;
+    const VT q = rv / d;
+    const VT o = d == zero ? zero : q;
+    std::memcpy(s + i, &o, sizeof o);
+  }
+  for (; i < n; ++i) {
+    const T d = z[i] >= T(0) ? z[i] + eps : z[i] - eps;
+    s[i] = d == T(0) ? T(0) : r[i] / d;
+  }
 }
 
 // S from the forward products of a two-weight rule (ZPlus, AlphaBeta, Gamma), in place:
