@@ -292,8 +292,8 @@ struct Conv2d {
     switch (kind) {
       case RuleKind::Epsilon:
         for_segments(NP, o, threads, [&](Index r, Index c0, Index len) {
-          stabilized_ratio_run(Rp.row(r).data() + c0, Zp.row(r).data() + c0, T(lin.rule.epsilon),
-                               S.row(r).data() + c0, len);
+          stabilized_ratio(Rp.row(r).segment(c0, len), Zp.row(r).segment(c0, len), T(lin.rule.epsilon),
+                           S.row(r).segment(c0, len));
         });
         break;
       case RuleKind::WSquare:
@@ -312,7 +312,8 @@ struct Conv2d {
           const T* f = fixed.data() + (r % P) * o + c0;
           const T* b = lin.b.data() + c0;
           for (Index k = 0; k < len; ++k) s[k] = z[k] - b[k] - f[k];
-          stabilized_ratio_run(Rp.row(r).data() + c0, s, T(lin.rule.stabilizer), s, len);
+          Eigen::Map<RowVector<T>> sv(s, len);
+          stabilized_ratio(Rp.row(r).segment(c0, len), sv, T(lin.rule.stabilizer), sv);
         });
         break;
       case RuleKind::ZPlus:
@@ -604,7 +605,7 @@ struct Conv2d {
     // second pass over C cost as much as its arithmetic).
     const bool stacked = signed_input && (kind == RuleKind::Gamma || !second);
     // the weight forms this call's products use, made (once) before the threads start
-    const bool uses_pair = kind != RuleKind::Gamma && (second || signed_input) && !stacked;
+    const bool uses_pair = kind != RuleKind::Gamma && second;  // AlphaBeta with beta: [z1 | z2]
     const T* Wpt = uses_pair || stacked ? nullptr : matrix_form(Form::Up).data();
     const T* UpUn = stacked ? matrix_form(Form::UpUn).data() : nullptr;
     const T* UVt = uses_pair ? matrix_form(Form::UVt).data() : nullptr;
@@ -653,11 +654,11 @@ struct Conv2d {
         for (Index r = 0; r < rows; ++r)
           gamma_factors_row(o, Zt.data() + r * o, Rt.data() + r * o, S1.data() + r * ncols, S2.data() + r * ncols,
                             gm, T(lin.rule.stabilizer));
-      } else if (signed_input && !second) {
+      } else if (stacked) {
         // ZPlus, AlphaBeta with beta = 0 on signed patches: z1 = P+ U^T + P- V^T only (the same
         // chains as the first half of the two-term products below)
         gemm<T>(rows, o, 2 * K, p, ldp, UpUn, o, St.data(), ncols);
-      } else if (second || signed_input) {
+      } else if (second) {
         // [z1 | z2] = P+ [U; V]^T + P- [V; U]^T. AlphaBeta's z2 gets its own product: as
         // z - b - z1 it would lose its digits whenever the negative part is small next to z1.
         gemm<T>(rows, 2 * o, K, p, ldp, UVt, 2 * o, St.data(), ncols);

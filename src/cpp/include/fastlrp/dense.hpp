@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "fastlrp/common.hpp"
@@ -20,16 +21,8 @@ namespace fastlrp {
 inline namespace FASTLRP_ISA_NS {
 namespace kernels {
 
-// S = R / stab(Z) element-wise, 0 where the stabilised denominator is exactly 0.
-template <class T, class RX, class ZX, class SX>
-inline void stabilized_ratio(const RX& R, const ZX& Z, T eps, SX&& S) {
-  const auto& z = Z.array();
-  const auto d = (z >= T(0)).select(z + eps, z - eps);
-  S.array() = (d == T(0)).select(T(0), R.array() / d);
-}
-
-// The same on n contiguous values, in vectors (GCC's vector extensions; lanes that divide by
-// zero are selected away): Eigen's select above runs one value at a time. s may be z.
+// S = R / stab(Z) on n contiguous values, in vectors (GCC's vector extensions; lanes that
+// divide by zero are selected away). s may be z.
 template <class T>
 inline void stabilized_ratio_run(const T* r, const T* z, T eps, T* s, Index n) {
   constexpr Index L = simd::kBytes > 0 ? simd::kBytes / Index(sizeof(T)) : 1;
@@ -48,6 +41,32 @@ inline void stabilized_ratio_run(const T* r, const T* z, T eps, T* s, Index n) {
   for (; i < n; ++i) {
     const T d = z[i] >= T(0) ? z[i] + eps : z[i] - eps;
     s[i] = d == T(0) ? T(0) : r[i] / d;
+  }
+}
+
+// Rows of an Eigen operand are contiguous runs: stored row-major (or a single row) with unit
+// inner stride.
+template <class X>
+constexpr bool contiguous_rows() {
+  using D = std::decay_t<X>;
+  return (int(Eigen::internal::traits<D>::Flags) & Eigen::DirectAccessBit) && D::InnerStrideAtCompileTime == 1 &&
+         (D::IsRowMajor || D::RowsAtCompileTime == 1);
+}
+
+// S = R / stab(Z) element-wise, 0 where the stabilised denominator is exactly 0. Operands
+// stored in contiguous rows go through stabilized_ratio_run row by row; expressions (a
+// replicated or scaled denominator) through Eigen's select, one value at a time: the same
+// operations, so the same bits either way.
+template <class T, class RX, class ZX, class SX>
+inline void stabilized_ratio(const RX& R, const ZX& Z, T eps, SX&& S) {
+  if constexpr (contiguous_rows<RX>() && contiguous_rows<ZX>() && contiguous_rows<SX>()) {
+    for (Index i = 0; i < S.rows(); ++i)
+      stabilized_ratio_run(R.data() + i * R.outerStride(), Z.data() + i * Z.outerStride(), eps,
+                           S.data() + i * S.outerStride(), S.cols());
+  } else {
+    const auto& z = Z.array();
+    const auto d = (z >= T(0)).select(z + eps, z - eps);
+    S.array() = (d == T(0)).select(T(0), R.array() / d);
   }
 }
 
