@@ -56,6 +56,50 @@ inline void copy_run(const T* src, Index n, T* dst) {
   for (; i < n; ++i) dst[i] = src[i];
 }
 
+// im2col (below) for kernel rows of L = kw * C values that are not whole vectors (first layers:
+// 5 values for a 5x5 kernel on one channel, 9 for 3x3 on RGB), which a copy loop would move one
+// by one. For each output row, the kh input rows its windows read are first copied into
+// zero-padded rows (padding reads zeros, and whole vectors never read past them); then every
+// kernel row is copied in whole vectors, which may write up to W - 1 values past its run. Runs
+// are written in increasing address order (pixel by pixel, ky within a pixel), so whatever an
+// overrun wrote is overwritten by the run it fell into; a run whose vectors would pass the end of
+// P is copied exactly.
+template <class T>
+void im2col_short_runs(const T* x, const Geometry& g, Index q0, Index q1, T* P) {
+  using V = simd::Vec<T>;
+  const Index C = g.C, K = g.K(), per = g.pixels_out(), L = g.kw * C, nv = (L + V::W - 1) / V::W;
+  const Index padded = (g.pw + g.W + g.pw_end) * C + V::W;  // a row's values, its padding, one vector
+  thread_local std::vector<T> rows;
+  rows.assign(static_cast<std::size_t>(g.kh * padded), T(0));
+  std::vector<char> inside(static_cast<std::size_t>(g.kh));
+  T* const end = P + (q1 - q0) * K;
+  for (Index q = q0; q < q1;) {
+    const Index n = q / per, oy = (q % per) / g.Wo, ox0 = q % g.Wo, ox1 = std::min(g.Wo, ox0 + (q1 - q));
+    const T* a = x + n * g.in_size();
+    for (Index ky = 0; ky < g.kh; ++ky) {
+      const Index iy = oy * g.sh - g.ph + ky * g.dh;
+      inside[ky] = iy >= 0 && iy < g.H;
+      if (inside[ky]) copy_run(a + iy * g.W * C, g.W * C, rows.data() + ky * padded + g.pw * C);  // margins stay 0
+    }
+    for (Index ox = ox0; ox < ox1; ++ox) {
+      T* dst = P + (q - q0 + ox - ox0) * K;
+      for (Index ky = 0; ky < g.kh; ++ky, dst += L) {
+        if (!inside[ky]) {
+          std::fill(dst, dst + L, T(0));
+          continue;
+        }
+        const T* src = rows.data() + ky * padded + ox * g.sw * C;  // input column ox * sw - pw, padded
+        if (dst + nv * V::W <= end) {
+          for (Index v = 0; v < nv; ++v) V::store(dst + v * V::W, V::load(src + v * V::W));
+        } else {
+          copy_run(src, L, dst);
+        }
+      }
+    }
+    q += ox1 - ox0;
+  }
+}
+
 // Patches of a flat range of output pixels [q0, q1) over a batch (pixel q = n * Ho * Wo +
 // oy * Wo + ox), for the forward product: P (q1 - q0, K) row-major, K ordered (ky, kx, c), or,
 // transposed, PT (K, q1 - q0) with row stride ld. Padding contributes zeros.
@@ -81,6 +125,12 @@ void im2col(const T* x, const Geometry& g, Index q0, Index q1, T* P, Index ld = 
       q += ox1 - ox0;
     }
     return;
+  }
+  if constexpr (!Transposed) {
+    if (g.dw == 1 && (g.kw * C) % simd::Vec<T>::W != 0) {
+      im2col_short_runs(x, g, q0, q1, P);
+      return;
+    }
   }
   for (Index q = q0; q < q1; ++q) {
     const Index n = q / per, oy = (q % per) / g.Wo, ox = q % g.Wo, r = q - q0;
