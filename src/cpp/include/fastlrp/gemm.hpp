@@ -49,6 +49,11 @@ constexpr Index kPackAVectors = 16;
 // A: packed (kc steps of kMR values, one per row) or, unpacked, A's own rows (lda apart).
 // Pack: kRows (A and B unpacked), kPanelB (B packed), kPanelAB (both packed).
 enum Pack { kRows, kPanelB, kPanelAB };
+// SSE has no broadcast from memory: each A_ik the micro-kernel broadcasts costs a load and a
+// shuffle, and the shuffles compete with the multiplies and adds for the FP pipes. At that level
+// packed A holds every value already broadcast to a whole vector (W copies), loaded as they are.
+// The arithmetic is the same; only where the operand comes from changes.
+constexpr bool kBroadcastA = simd::kBytes == 16;
 template <class T, int R, int NV, bool Tail, int Pk>
 void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc, int rem, bool load_c) {
   using S = simd::Vec<T>;
@@ -56,7 +61,8 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
   constexpr int W = S::W;
   // Packed A: row r of step k at A[k * kMR + r]; unpacked: A[r * lda + k].
   constexpr bool Packed = Pk != kRows;
-  const Index ar = Pk == kPanelAB ? 1 : lda, ak = Pk == kPanelAB ? kMR : 1;
+  constexpr bool Bcast = Pk == kPanelAB && kBroadcastA;  // packed A: vectors, not values
+  const Index ar = Pk == kPanelAB ? (Bcast ? W : 1) : lda, ak = Pk == kPanelAB ? (Bcast ? kMR * W : kMR) : 1;
   V acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -78,7 +84,11 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
     const T* a = A + k * ak;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const V ar_k = S::set1(a[r * ar]);
+      V ar_k;
+      if constexpr (Bcast)
+        ar_k = S::load(a + r * ar);
+      else
+        ar_k = S::set1(a[r * ar]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = S::fmadd(ar_k, b[v], acc[r][v]);
     }
@@ -162,9 +172,11 @@ void gemm_panels(Index m, Index n, Index k, const T* A, Index lda, Block&& block
   constexpr Index NB = kNV * W;
   static thread_local std::vector<T> packed_a;
   const Index panels = (n + NB - 1) / NB;
-  const bool pack_a = panels * kNV >= kPackAVectors;
+  // With broadcast vectors (SSE), packing saves a shuffle per value for every panel after the first.
+  const bool pack_a = kBroadcastA ? panels >= 2 : panels * kNV >= kPackAVectors;
+  constexpr Index AW = kBroadcastA ? W : 1;  // packed values per value of A
   const Index mc_max = std::min(kMC, (m + kMR - 1) / kMR * kMR);
-  if (pack_a && packed_a.size() < static_cast<std::size_t>(kKC * mc_max)) packed_a.resize(kKC * mc_max);
+  if (pack_a && packed_a.size() < static_cast<std::size_t>(kKC * mc_max * AW)) packed_a.resize(kKC * mc_max * AW);
   T* Ap = packed_a.data();
   for (Index k0 = 0; k0 < k; k0 += kKC) {
     const Index kc = std::min(kKC, k - k0);
@@ -174,10 +186,15 @@ void gemm_panels(Index m, Index n, Index k, const T* A, Index lda, Block&& block
       const Index mc = std::min(kMC, m - i0);
       for (Index i = 0; pack_a && i < mc; i += kMR) {
         const Index mr = std::min<Index>(kMR, mc - i);
-        T* dst = Ap + i * kc;
+        T* dst = Ap + i * kc * AW;
         const T* src = A + (i0 + i) * lda + k0;
         for (Index r = 0; r < mr; ++r)
-          for (Index kk = 0; kk < kc; ++kk) dst[kk * kMR + r] = src[r * lda + kk];
+          for (Index kk = 0; kk < kc; ++kk) {
+            if constexpr (kBroadcastA)
+              simd::Vec<T>::store(dst + (kk * kMR + r) * W, simd::Vec<T>::set1(src[r * lda + kk]));
+            else
+              dst[kk * kMR + r] = src[r * lda + kk];
+          }
       }
       for (Index p = 0; p < panels; ++p) {
         const Index j = p * NB, nb = std::min(NB, n - j);
@@ -187,7 +204,7 @@ void gemm_panels(Index m, Index n, Index k, const T* A, Index lda, Block&& block
         for (Index i = 0; i < mc; i += kMR) {
           const int mr = static_cast<int>(std::min<Index>(kMR, mc - i));
           if (pack_a)
-            micro_any<T, kPanelAB>(mr, nv, tail, kc, Ap + i * kc, kMR, Bp + p * kc * NB, NB, C + (i0 + i) * ldc + j,
+            micro_any<T, kPanelAB>(mr, nv, tail, kc, Ap + i * kc * AW, kMR, Bp + p * kc * NB, NB, C + (i0 + i) * ldc + j,
                                    ldc, rem, load_c);
           else
             micro_any<T, kPanelB>(mr, nv, tail, kc, A + (i0 + i) * lda + k0, lda, Bp + p * kc * NB, NB,
