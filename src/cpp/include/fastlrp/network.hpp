@@ -22,6 +22,7 @@
 #include "fastlrp/elementwise.hpp"
 #include "fastlrp/grouped.hpp"
 #include "fastlrp/pool.hpp"
+#include "fastlrp/simd.hpp"
 #include "fastlrp/workspace.hpp"
 
 namespace fastlrp {
@@ -193,11 +194,23 @@ struct Explanation {
   Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1> targets;  // class per sample (empty: seeded)
 };
 
+// x * 0 is a zero for finite x and NaN for NaN and infinities: summed in vectors, one NaN makes
+// the sum NaN (a test per value, one at a time, took a fifth of a wide dense layer's forward).
 template <class M>
 void check_finite(const M& X, const char* what) {
-  const auto* p = X.data();
+  using T = typename M::Scalar;
+  using V = simd::Vec<T>;
+  const T* p = X.data();
+  const Index n = X.size();
+  typename V::V acc = V::zero();
+  const typename V::V zero = V::zero();
+  Index i = 0;
+  for (; i + V::W <= n; i += V::W) acc = V::fmadd(V::load(p + i), zero, acc);
+  T lanes[V::W > 0 ? V::W : 1];
+  V::store(lanes, acc);
   bool ok = true;
-  for (Index i = 0; i < X.size(); ++i) ok &= std::isfinite(p[i]);
+  for (int l = 0; l < V::W; ++l) ok &= std::isfinite(lanes[l]);
+  for (; i < n; ++i) ok &= std::isfinite(p[i]);
   if (!ok) throw std::invalid_argument(std::string(what) + " contains NaN or Inf; expected finite values");
 }
 
