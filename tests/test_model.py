@@ -189,6 +189,23 @@ def test_bad_x(rng):
             model.forward(x.astype(np.float32))
 
 
+def test_bad_x_found_at_every_position(rng):
+    # The core's check runs in vectors with a scalar tail: a NaN or an infinity is found wherever
+    # it sits (21 values: whole vectors and a tail at every ISA level, both dtypes).
+    model = random_mlp(rng, [7, 4, 3])
+    lrp = fl.LRP(model, "epsilon")
+    for dtype in (np.float32, np.float64):
+        for pos in range(21):
+            for bad in (np.nan, np.inf, -np.inf):
+                x = rng.normal(size=(3, 7)).astype(dtype)
+                x.flat[pos] = bad
+                with pytest.raises(ValueError, match="NaN or Inf"):
+                    lrp(x)
+                with pytest.raises(ValueError, match="NaN or Inf"):
+                    model.forward(x)
+        lrp(rng.normal(size=(3, 7)).astype(dtype))  # and finite input passes
+
+
 def test_bad_targets(rng):
     model = random_mlp(rng, [5, 7, 3])
     lrp = fl.LRP(model, "epsilon_plus")
