@@ -46,7 +46,8 @@ constexpr Index kPackAVectors = 16;
 
 // C[0:R, 0:NV vectors] over kc steps; with Tail, the last vector has `rem` lanes. B: a packed
 // panel (whole vectors, zero padding) or, unpacked, B's own rows (the tail vector masked).
-// A: packed (kc steps of kMR values, one per row) or, unpacked, A's own rows (lda apart).
+// A: packed (kc steps of kMR values, one per row; at SSE each value as a whole vector, see
+// kBroadcastA) or, unpacked, A's own rows (lda apart).
 // Pack: kRows (A and B unpacked), kPanelB (B packed), kPanelAB (both packed).
 enum Pack { kRows, kPanelB, kPanelAB };
 // SSE has no broadcast from memory: each A_ik the micro-kernel broadcasts costs a load and a
@@ -59,7 +60,8 @@ void micro(Index kc, const T* A, Index lda, const T* B, Index ldb, T* C, Index l
   using S = simd::Vec<T>;
   using V = typename S::V;
   constexpr int W = S::W;
-  // Packed A: row r of step k at A[k * kMR + r]; unpacked: A[r * lda + k].
+  // Packed A: row r of step k at A[k * kMR + r] (broadcast: the vector at A[(k * kMR + r) * W]);
+  // unpacked: A[r * lda + k].
   constexpr bool Packed = Pk != kRows;
   constexpr bool Bcast = Pk == kPanelAB && kBroadcastA;  // packed A: vectors, not values
   const Index ar = Pk == kPanelAB ? (Bcast ? W : 1) : lda, ak = Pk == kPanelAB ? (Bcast ? kMR * W : kMR) : 1;

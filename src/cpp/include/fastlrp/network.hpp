@@ -206,7 +206,7 @@ void check_finite(const M& X, const char* what) {
   const typename V::V zero = V::zero();
   Index i = 0;
   for (; i + V::W <= n; i += V::W) acc = V::fmadd(V::load(p + i), zero, acc);
-  T lanes[V::W > 0 ? V::W : 1];
+  T lanes[V::W];
   V::store(lanes, acc);
   bool ok = true;
   for (int l = 0; l < V::W; ++l) ok &= std::isfinite(lanes[l]);
