@@ -374,11 +374,14 @@ struct Conv2d {
       const std::vector<RowBand> bands = patch_bands(PK);
       Index band_rows = 0;
       for (const RowBand& band : bands) band_rows = std::max(band_rows, band.oy1 - band.oy0);
-      auto sample = [&](Index n, int inner) {
+      // samples [n0, n1): more than one only when a sample's G is one band over every output row
+      auto samples = [&](Index n0, Index n1, int inner) {
         Workspace& tw = thread_workspace();
         const auto tmark = tw.mark();
-        T* Gs = tw.take<T>(band_rows * g.Wo * PK);
-        Index base = 0;  // the offset into a sample's G of the band's first row
+        T* Gs = tw.take<T>((n1 - n0) * band_rows * g.Wo * PK);
+        Index n = n0;        // the sample whose input values are summed
+        const T* Gn = Gs;    // its G
+        Index base = 0;      // the offset into a sample's G of the band's first row
         using StridedMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
         // Each input value sums its taps' entries of G in the order (ky, kx), from zero, in
         // vectors along channels (the last channels one by one): the same chain of adds for
@@ -402,7 +405,7 @@ struct Conv2d {
                 const T** sl = src.data() + l * taps;
                 Index m = 0;
                 for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a) {
-                  const T* gy = Gs + (ysum[a] - base);
+                  const T* gy = Gn + (ysum[a] - base);
                   for (Index b = xtaps.begin[ix]; b < xtaps.begin[ix + 1]; ++b) sl[m++] = gy + xsum[b];
                 }
                 nt[l] = m;
@@ -441,25 +444,40 @@ struct Conv2d {
         for (const RowBand& band : bands) {
           const Index prow = (band.oy1 - band.oy0) * g.Wo;
           base = band.oy0 * g.Wo * PK;
+          // the samples' rows of S are consecutive (one band holds all of a sample's rows when
+          // there are several samples): one product for all of them
           if (prow > 0)
-            product(StridedMap(Sd + (n * P + band.oy0 * g.Wo) * sld, prow, nc, Eigen::OuterStride<>(sld)), G.Mp,
-                    MatrixMap<T>(Gs, prow, PK), inner);
+            product(StridedMap(Sd + (n0 * P + band.oy0 * g.Wo) * sld, (n1 - n0) * prow, nc, Eigen::OuterStride<>(sld)),
+                    G.Mp, MatrixMap<T>(Gs, (n1 - n0) * prow, PK), inner);
           const Index h = band.iy1 - band.iy0;
-          if (inner > 1) {
+          for (n = n0; n < n1; ++n) {
+            Gn = Gs + (n - n0) * prow * PK;
+            if (inner > 1) {
 #pragma omp parallel for num_threads(inner) schedule(static)
-            for (Index t = 0; t < inner; ++t) rows(band.iy0 + h * t / inner, band.iy0 + h * (t + 1) / inner);
-          } else {
-            rows(band.iy0, band.iy1);
+              for (Index t = 0; t < inner; ++t) rows(band.iy0 + h * t / inner, band.iy0 + h * (t + 1) / inner);
+            } else {
+              rows(band.iy0, band.iy1);
+            }
           }
         }
         tw.release(tmark);
       };
       if (N >= threads || threads <= 1) {
-        std::vector<std::pair<Index, Index>> each;
-        for (Index n = 0; n < N; ++n) each.emplace_back(n, n + 1);
-        run_ranges(each, threads, [&](Index n, Index) { sample(n, 1); });
+        // Samples whose whole G fits in a band go through the product several at a time (up to
+        // 8 MiB of G, at most a thread's share of the batch): the product packs Mp once per
+        // call, and for deep layers (few output pixels, a large Mp) packing it for every sample
+        // took a large part of the backward (bench/README.md, fifteenth session). Each row of G
+        // is the same chain in any group, so the grouping changes no bit.
+        Index per = 1;
+        if (bands.size() == 1 && bands[0].oy0 == 0 && bands[0].oy1 == g.Ho) {
+          const Index sample_bytes = std::max<Index>(1, P * PK * static_cast<Index>(sizeof(T)));
+          per = std::clamp<Index>((Index(8) << 20) / sample_bytes, 1, (N + threads - 1) / threads);
+        }
+        std::vector<std::pair<Index, Index>> groups;
+        for (Index n0 = 0; n0 < N; n0 += per) groups.emplace_back(n0, std::min(N, n0 + per));
+        run_ranges(groups, threads, [&](Index n0, Index n1) { samples(n0, n1, 1); });
       } else {
-        for (Index n = 0; n < N; ++n) sample(n, threads);
+        for (Index n = 0; n < N; ++n) samples(n, n + 1, threads);
       }
       ws.release(mark);
       return;
