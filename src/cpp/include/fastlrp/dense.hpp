@@ -22,7 +22,7 @@ inline namespace FASTLRP_ISA_NS {
 namespace kernels {
 
 // S = R / stab(Z) on n contiguous values, in vectors (GCC's vector extensions; lanes that
-// divide by zero are selected away). s may be z.
+// divide by zero are selected away; safe_ratio's operations). s may be r or z.
 template <class T>
 inline void stabilized_ratio_run(const T* r, const T* z, T eps, T* s, Index n) {
   constexpr Index L = simd::kBytes > 0 ? simd::kBytes / Index(sizeof(T)) : 1;

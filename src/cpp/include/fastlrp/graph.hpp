@@ -384,7 +384,7 @@ class Graph {
         for_segments(n, w, threads, [&](Index r, Index c0, Index len) {
           T* rs = R.row(r).data();
           const T* z = Z.row(r).data();
-          for (Index c = c0; c < c0 + len; ++c) rs[c] = safe_ratio(rs[c], z[c], eps);
+          stabilized_ratio_run(rs + c0, z + c0, eps, rs + c0, len);  // safe_ratio's operations, in vectors
           for (std::size_t i = 0; i < m; ++i) {
             const T* x = src[i] + r * w;
             T* y = dst[i] + r * w;
