@@ -379,14 +379,13 @@ struct Conv2d {
         Workspace& tw = thread_workspace();
         const auto tmark = tw.mark();
         T* Gs = tw.take<T>((n1 - n0) * band_rows * g.Wo * PK);
-        Index n = n0;        // the sample whose input values are summed
-        const T* Gn = Gs;    // its G
-        Index base = 0;      // the offset into a sample's G of the band's first row
+        Index base = 0;  // the offset into a sample's G of the band's first row
         using StridedMap = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
         // Each input value sums its taps' entries of G in the order (ky, kx), from zero, in
         // vectors along channels (the last channels one by one): the same chain of adds for
         // every value, wherever it sits.
-        auto rows = [&](Index y0, Index y1) {
+        // input rows [y0, y1) of sample n, from its G (Gn)
+        auto rows = [&](Index n, const T* Gn, Index y0, Index y1) {
           using V = simd::Vec<T>;
           constexpr Index W = V::W;
           // Fewer channels than a vector: 8 pixels' chains side by side (scalar, interleaved),
@@ -450,13 +449,13 @@ struct Conv2d {
             product(StridedMap(Sd + (n0 * P + band.oy0 * g.Wo) * sld, (n1 - n0) * prow, nc, Eigen::OuterStride<>(sld)),
                     G.Mp, MatrixMap<T>(Gs, (n1 - n0) * prow, PK), inner);
           const Index h = band.iy1 - band.iy0;
-          for (n = n0; n < n1; ++n) {
-            Gn = Gs + (n - n0) * prow * PK;
+          for (Index n = n0; n < n1; ++n) {
+            const T* Gn = Gs + (n - n0) * prow * PK;
             if (inner > 1) {
 #pragma omp parallel for num_threads(inner) schedule(static)
-              for (Index t = 0; t < inner; ++t) rows(band.iy0 + h * t / inner, band.iy0 + h * (t + 1) / inner);
+              for (Index t = 0; t < inner; ++t) rows(n, Gn, band.iy0 + h * t / inner, band.iy0 + h * (t + 1) / inner);
             } else {
-              rows(band.iy0, band.iy1);
+              rows(n, Gn, band.iy0, band.iy1);
             }
           }
         }
