@@ -102,6 +102,39 @@ def test_add_with_a_repeated_input_and_three_inputs(rng, dtype):
         assert np.abs(e.relevance).max() > 0
 
 
+ACTIVATIONS = {
+    "relu": fl.ReLU, "sigmoid": fl.Sigmoid, "relu6": fl.ReLU6, "hardsigmoid": fl.Hardsigmoid,  # never negative
+    "tanh": fl.Tanh, "leaky": lambda: fl.LeakyReLU(0.2), "silu": fl.SiLU, "elu": fl.ELU, "selu": fl.SELU,
+    "hardswish": fl.Hardswish, "gelu": fl.GELU, "mish": fl.Mish,
+}
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+@pytest.mark.parametrize("rule", ["zplus", "ab21", "gamma"])
+def test_two_weight_rules_after_each_activation(rng, act, rule):
+    """Dense, Conv2d and depthwise layers skip the scan of their input for negative values
+    where the graph guarantees none (after a ReLU-type activation, and pools, Adds and Concats
+    of such outputs); after any other activation they take the signed path. Each activation,
+    through a pool, an Add, a Concat and a Flatten, against the reference."""
+    A = ACTIVATIONS[act]
+    x = fl.Input((3, 8, 8))
+    p = fl.MaxPool2d(2)(A()(fl.Conv2d(conv_w(rng, 4, 3), rng.normal(size=4), padding=1)(x)))
+    q = A()(fl.Conv2d(conv_w(rng, 4, 4), rng.normal(size=4) * 0.1, padding=1)(p))
+    s = fl.Add()(q, p)
+    d = fl.Conv2d(rng.normal(size=(4, 1, 3, 3)) / 3, rng.normal(size=4) * 0.1, padding=1, groups=4)(s)
+    c = fl.Concat(axis=1)(A()(d), fl.ReLU()(p))
+    h = A()(fl.Conv2d(conv_w(rng, 5, 8, k=1), rng.normal(size=5) * 0.1)(c))
+    out = fl.Dense(rng.normal(size=(3, 5)), rng.normal(size=3) * 0.1)(fl.Flatten()(fl.AdaptiveAvgPool2d(1)(h)))
+    m = fl.Model(x, out)
+    xs = rng.normal(size=(4, 3, 8, 8))
+    lrp = fl.LRP(m, RULES[rule])
+    e = lrp(xs)
+    ref, logits, _ = reference.graph_lrp(m, lrp.rules, xs)
+    assert_close(e.output, logits, np.float64)
+    assert_close(e.relevance, ref, np.float64)
+    assert np.abs(e.relevance).max() > 0
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("preset", ["epsilon_plus_flat", "epsilon_alpha2_beta1", "egb"])
 def test_graph_presets_and_targets(rng, dtype, preset):

@@ -49,11 +49,12 @@ void Layer<T>::forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) 
 
 template <class T>
 void Layer<T>::backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
-                      MatrixMap<T> Rin, Workspace& ws, int threads) const {
+                      MatrixMap<T> Rin, Workspace& ws, int threads, bool nonnegative_input, bool add_to_rin) const {
+  if (add_to_rin && !adds_to_rin()) throw std::logic_error("this layer cannot add its relevance to its input's");
   switch (kind) {
-    case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws, threads); return;
-    case LayerKind::Conv: conv.backward(A, Z, R, Rin, ws, threads); return;
-    case LayerKind::GroupedConv: grouped.backward(A, Z, R, Rin, ws, threads); return;
+    case LayerKind::Dense: dense.backward(A, Z, R, Rin, ws, threads, nonnegative_input); return;
+    case LayerKind::Conv: conv.backward(A, Z, R, Rin, ws, threads, nonnegative_input, add_to_rin); return;
+    case LayerKind::GroupedConv: grouped.backward(A, Z, R, Rin, ws, threads, nonnegative_input); return;
     case LayerKind::Pool: pool.backward(A, Z, R, Rin, threads); return;
     case LayerKind::Flatten: flatten(R, Rin, true); return;
     case LayerKind::Gather: gather_rows(R, Rin, scatter, threads); return;

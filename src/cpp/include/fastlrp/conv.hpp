@@ -9,7 +9,8 @@
 //      M[col, part * K + (ky, kx, c)] for the rule's patch-space weight M. Then R_i = a_i G_0
 //      (Epsilon, ZPlus, AlphaBeta, Gamma), a_i^+ G_0 + a_i^- G_1 (two-weight rules on signed
 //      inputs), a_i G_0 + G_1 (ZBox with per-channel bounds), a_i G_0 - l_i G_1 - h_i G_2
-//      (ZBox), G_0 (WSquare, Flat).
+//      (ZBox), G_0 (WSquare). Flat, whose weights are all ones, sums the factors of each output
+//      pixel and then those of each input pixel's window directly (flat_backward).
 // Every output and every input pixel is one chain of the position-independent GEMM
 // (gemm.hpp) in a fixed order, so identical patches give identical values anywhere and no
 // result depends on the tiling, the thread count or the batch.
@@ -90,7 +91,7 @@ struct Conv2d {
   RowMatrix<T> fixed;        // (Ho*Wo, cout): Flat/WSquare denominators, ZBox shift per position
   RowVector<T> low, high;    // ZBox bounds over the input image (H*W*C)
   bool zbox_folded = false;  // ZBox with bounds that depend on the channel only (the usual case)
-  GatherWeight<T> gw;        // the backward weight of Epsilon, Flat, WSquare and ZBox
+  GatherWeight<T> gw;        // the backward weight of Epsilon, WSquare and ZBox
   // Two-weight rules (ZPlus, AlphaBeta, Gamma) use some of these forms of their weights, which
   // ones depending on the rule and on the inputs (signed or not, relevance at z < 0 or not).
   // Each is made from W on its first use: under ZPlus below a ReLU, a network holds W^+ twice
@@ -204,10 +205,7 @@ struct Conv2d {
         const RowMatrix<T> ones = patches_of(RowVector<T>::Ones(g.in_size()));
         fixed.resize(P, cout);
         gemm<T>(P, cout, K, ones.data(), K, wt.data(), cout, fixed.data(), cout);
-        if (lin.rule.kind == RuleKind::Flat)  // the gather sums each output pixel's factors (backward)
-          gw.set(RowMatrix<T>::Ones(1, K), 1, g, patch_sum);
-        else
-          gw.set(w, 1, g, patch_sum);
+        if (lin.rule.kind == RuleKind::WSquare) gw.set(w, 1, g, patch_sum);  // Flat: flat_backward
         break;
       }
       case RuleKind::ZBox: {
@@ -273,20 +271,34 @@ struct Conv2d {
     });
   }
 
+  // nonnegative_input: the caller knows A has no negative entries (network.hpp,
+  // nonnegative_output), so the scan for them is skipped; the result is the same either way.
+  // add_to_rin: Rin already holds relevance from other consumers of the input, and each
+  // value's share is added to it (rounded first, as a separate Rin += share would), which
+  // saves that pass over both arrays.
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws, int threads) const {
+                Workspace& ws, int threads, bool nonnegative_input = false, bool add_to_rin = false) const {
     const Index N = A.rows(), P = g.pixels_out(), NP = N * P;
     const RuleKind kind = lin.rule.kind;
     // Inputs after a ReLU have no negative entries: then a^- = 0 and half the products vanish.
     // With signed inputs anywhere in the batch, every sample takes the signed path, whose
     // extra terms are exact zeros for a sample without negative inputs: the same bits.
-    const bool signed_input = two_weight() && N > 0 && A.minCoeff() < T(0);
+    const bool signed_input = two_weight() && N > 0 && !nonnegative_input && A.minCoeff() < T(0);
     const bool second = lin.needs_second_term();
     const Index o = cout;
+    if (kind == RuleKind::Flat) {
+      flat_backward(R, Rin, ws, threads, add_to_rin);
+      return;
+    }
     const auto mark = ws.mark();
 
     // Stage 1: S over output pixels, (N * P, ncols).
     const Index ncols = two_weight() ? (signed_input || second ? 2 * o : o) : o;
+    if (pointwise() && (kind == RuleKind::Epsilon || kind == RuleKind::ZPlus || kind == RuleKind::AlphaBeta)) {
+      pointwise_backward(A, Z, R, Rin, ncols, signed_input, add_to_rin, threads);
+      ws.release(mark);
+      return;
+    }
     MatrixMap<T> S = ws.matrix<T>(NP, ncols);
     const ConstMatrixMap<T> Rp(R.data(), NP, o), Zp(Z.data(), NP, o);
     switch (kind) {
@@ -297,7 +309,6 @@ struct Conv2d {
         });
         break;
       case RuleKind::WSquare:
-      case RuleKind::Flat:
         for_segments(N, P * o, threads, [&](Index n, Index c0, Index len) {
           const Index r0 = n * P * o + c0;
           const Eigen::Map<const RowVector<T>> r(R.data() + r0, len), d(fixed.data() + c0, len);
@@ -321,21 +332,13 @@ struct Conv2d {
       case RuleKind::Gamma:
         two_weight_factors(A, Z, R, S, signed_input, threads);
         break;
+      case RuleKind::Flat:  // done by flat_backward above
+        break;
       case RuleKind::Pass:
         throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
     }
-
-    // Flat: every c_ij is 1, so each output pixel's factors enter only through their sum
     const T* Sd = S.data();
-    Index sld = S.cols();  // rows of S hold sld >= G.ncols columns; a gather reads the first G.ncols
-    if (kind == RuleKind::Flat) {
-      T* sums = ws.take<T>(NP);
-      parallel_ranges(NP, threads, [&](Index b, Index e) {
-        for (Index r = b; r < e; ++r) sums[r] = ordered_sum(S.data() + r * o, o);
-      });
-      Sd = sums;
-      sld = 1;
-    }
+    const Index sld = S.cols();  // rows of S hold sld >= G.ncols columns; a gather reads the first G.ncols
 
     // Stage 2: gather over input pixels, then R_i by rule.
     const GatherWeight<T>* gwp = &gw;
@@ -347,24 +350,7 @@ struct Conv2d {
       gwp = &gather_form(Form::GatherUV);
     const GatherWeight<T>& G = *gwp;
     const Index C = g.C, taps = g.kh * g.kw, out = G.parts * C, nc = G.ncols;
-    // R_i by rule from the gathered factors gv (parts * C) of input pixel i0 / C of sample n
-    auto combine = [&](Index n, Index i0, const T* gv) {
-      const T* a = A.data() + n * A.cols() + i0;
-      T* rin = Rin.data() + n * Rin.cols() + i0;
-      if (kind == RuleKind::WSquare || kind == RuleKind::Flat) {
-        for (Index c = 0; c < C; ++c) rin[c] = gv[c];
-      } else if (signed_input) {
-        for (Index c = 0; c < C; ++c) rin[c] = std::max(a[c], T(0)) * gv[c] + std::min(a[c], T(0)) * gv[C + c];
-      } else if (kind == RuleKind::ZBox && zbox_folded) {
-        for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] + gv[C + c];
-      } else if (kind == RuleKind::ZBox) {
-        const T* l = low.data() + i0;
-        const T* h = high.data() + i0;
-        for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] - l[c] * gv[C + c] - h[c] * gv[2 * C + c];
-      } else {
-        for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c];
-      }
-    };
+    auto combine = [&](Index n, Index i0, const T* gv) { combine_pixel(A, Rin, n, i0, gv, signed_input, add_to_rin); };
     if (patch_sum) {
       const Index K = g.K(), PK = G.parts * K;
       // Offsets into G of each row tap and each column tap (their sum addresses a tap's entries)
@@ -538,6 +524,113 @@ struct Conv2d {
   }
 
  private:
+  // R_i by rule from the gathered factors gv (parts * C) of input pixel i0 / C of sample n
+  void combine_pixel(const ConstMatrixMap<T>& A, MatrixMap<T>& Rin, Index n, Index i0, const T* gv, bool signed_input,
+                     bool add_to_rin) const {
+    const RuleKind kind = lin.rule.kind;
+    const Index C = g.C;
+    const T* a = A.data() + n * A.cols() + i0;
+    T* const dst = Rin.data() + n * Rin.cols() + i0;
+    T* rin = dst;  // the shares: written to Rin, or first to a row of this thread's when added
+    static thread_local std::vector<T> shares;
+    if (add_to_rin) {
+      if (shares.size() < static_cast<std::size_t>(C)) shares.resize(static_cast<std::size_t>(C));
+      rin = shares.data();
+    }
+    if (kind == RuleKind::WSquare) {
+      for (Index c = 0; c < C; ++c) rin[c] = gv[c];
+    } else if (signed_input) {
+      for (Index c = 0; c < C; ++c) rin[c] = std::max(a[c], T(0)) * gv[c] + std::min(a[c], T(0)) * gv[C + c];
+    } else if (kind == RuleKind::ZBox && zbox_folded) {
+      for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] + gv[C + c];
+    } else if (kind == RuleKind::ZBox) {
+      const T* l = low.data() + i0;
+      const T* h = high.data() + i0;
+      for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c] - l[c] * gv[C + c] - h[c] * gv[2 * C + c];
+    } else {
+      for (Index c = 0; c < C; ++c) rin[c] = a[c] * gv[c];
+    }
+    if (add_to_rin)
+      for (Index c = 0; c < C; ++c) dst[c] += rin[c];
+  }
+
+  // Pointwise convolutions (1x1, stride 1, no padding) under Epsilon, ZPlus and AlphaBeta: input
+  // pixel i takes relevance from output pixel i alone, so both stages run on one range of pixels
+  // after the other, its rows of S kept in the caches instead of written out for all pixels
+  // and read back (S has up to 4 times the input's values on ResNet-50's 1x1 layers;
+  // bench/README.md, sixteenth session). Each row is the same chain as in the two-stage path
+  // (the gather weight of a 1x1 kernel is its patch-space weight), so the bits are the same.
+  void pointwise_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
+                          MatrixMap<T>& Rin, Index ncols, bool signed_input, bool add_to_rin, int threads) const {
+    const Index P = g.pixels_out(), NP = A.rows() * P, o = cout, C = g.C;
+    const RuleKind kind = lin.rule.kind;
+    const GatherWeight<T>& G = signed_input ? gather_form(Form::GatherSigned) : two_weight() ? gather_form(Form::GatherUV) : gw;
+    const T* M = patch_sum ? G.Mp.data() : G.M.data();  // (ncols, parts * C) either way for one tap
+    const TwoWeightForms f = two_weight() ? two_weight_forms(signed_input) : TwoWeightForms{};
+    const Index out = G.parts * C, nc = G.ncols;
+    run_ranges(ranges_of(NP, range_pixels(g.K() + ncols + out), threads), threads, [&](Index q0, Index q1) {
+      Workspace& tw = thread_workspace();
+      const auto mark = tw.mark();
+      const Index rows = q1 - q0;
+      T* S = tw.take<T>(rows * ncols);
+      if (kind == RuleKind::Epsilon) {
+        for (Index r = 0; r < rows; ++r) {
+          const Eigen::Map<const RowVector<T>> rr(R.data() + (q0 + r) * o, o), z(Z.data() + (q0 + r) * o, o);
+          Eigen::Map<RowVector<T>> sr(S + r * ncols, o);
+          stabilized_ratio(rr, z, T(lin.rule.epsilon), sr);
+        }
+      } else {
+        two_weight_rows(A, Z, R, q0, q1, S, ncols, signed_input, f);
+      }
+      T* Gv = tw.take<T>(rows * out);
+      gemm<T>(rows, out, nc, S, ncols, M, out, Gv, out);
+      for (Index r = 0; r < rows; ++r)
+        combine_pixel(A, Rin, (q0 + r) / P, ((q0 + r) % P) * C, Gv + r * out, signed_input, add_to_rin);
+      tw.release(mark);
+    });
+  }
+
+  // Flat: every c_ij is 1, so an output pixel's factors R_j / stab(d_j) enter only through their
+  // sum s over its channels, and every channel of input pixel i receives the sum of s over the
+  // output pixels whose windows hold i. Both sums run in the order the general path used (the
+  // channels in ordered_sum's order; the taps (ky, kx) ascending, from zero): the same bits as
+  // a gather product with a weight of ones, without its (pixels x window) matrix of copies of s
+  // (2 % of a ResNet-50 explanation, bench/README.md, sixteenth session).
+  void flat_backward(const ConstMatrixMap<T>& R, MatrixMap<T> Rin, Workspace& ws, int threads, bool add_to_rin) const {
+    const Index N = R.rows(), P = g.pixels_out(), NP = N * P, o = cout, C = g.C;
+    const auto mark = ws.mark();
+    T* sums = ws.take<T>(NP);
+    const T eps = T(lin.rule.stabilizer);
+    parallel_ranges(NP, threads, [&](Index b, Index e) {
+      std::vector<T> row(static_cast<std::size_t>(o));
+      Eigen::Map<RowVector<T>> s(row.data(), o);
+      for (Index r = b; r < e; ++r) {
+        const Eigen::Map<const RowVector<T>> rr(R.data() + r * o, o), d(fixed.data() + (r % P) * o, o);
+        stabilized_ratio(rr, d, eps, s);
+        sums[r] = ordered_sum(row.data(), o);
+      }
+    });
+    parallel_ranges(N * g.H, threads, [&](Index b, Index e) {
+      for (Index q = b; q < e; ++q) {
+        const Index n = q / g.H, iy = q % g.H;
+        const T* sn = sums + n * P;
+        T* rin = Rin.data() + n * Rin.cols() + iy * g.W * C;
+        for (Index ix = 0; ix < g.W; ++ix) {
+          T v = T(0);
+          for (Index a = ytaps.begin[iy]; a < ytaps.begin[iy + 1]; ++a) {
+            const T* sy = sn + ytaps.out[a] * g.Wo;
+            for (Index t = xtaps.begin[ix]; t < xtaps.begin[ix + 1]; ++t) v += sy[xtaps.out[t]];
+          }
+          if (add_to_rin)
+            for (Index c = 0; c < C; ++c) rin[ix * C + c] += v;
+          else
+            std::fill(rin + ix * C, rin + (ix + 1) * C, v);
+        }
+      }
+    });
+    ws.release(mark);
+  }
+
   // Gamma's factors for one row of output pixels' channels (o of them), in place: on entry q
   // holds Q (see two_weight_factors), on exit S_1 (q) and S_2 (s2). The operations are
   // two_weight_ratio's, in the same order (the same bits), one pass in vectors (GCC's vector
@@ -609,29 +702,51 @@ struct Conv2d {
   }
 
   // S for ZPlus, AlphaBeta and Gamma, by ranges of output pixels (each needs its patches).
-  void two_weight_factors(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
-                          MatrixMap<T>& S, bool signed_input, int threads) const {
-    const Index N = A.rows(), K = g.K(), o = cout, ncols = S.cols();
+  // The weight forms of a two-weight rule's first products, made (once) before threads start.
+  struct TwoWeightForms {
+    bool stacked = false, uses_pair = false;
+    const T *Wpt = nullptr, *UpUn = nullptr, *UVt = nullptr;
+  };
+  TwoWeightForms two_weight_forms(bool signed_input) const {
     const RuleKind kind = lin.rule.kind;
     const bool second = lin.needs_second_term();
-    const T gm = T(lin.rule.gamma);
+    TwoWeightForms f;
     // Signed patches are split into [P^+ | P^-] per row. Gamma's Q and the first product of ZPlus
     // (and AlphaBeta without beta), P^+ (W^+)^T + P^- (W^-)^T, are then one product over 2K terms
     // with the stacked weight UpUn: the same chains as a product and a second one accumulated
     // onto it, with C written once (for narrow K, as in mobile networks' 1x1 convolutions, the
     // second pass over C cost as much as its arithmetic).
-    const bool stacked = signed_input && (kind == RuleKind::Gamma || !second);
-    // the weight forms this call's products use, made (once) before the threads start
-    const bool uses_pair = kind != RuleKind::Gamma && second;  // AlphaBeta with beta: [z1 | z2]
-    const T* Wpt = uses_pair || stacked ? nullptr : matrix_form(Form::Up).data();
-    const T* UpUn = stacked ? matrix_form(Form::UpUn).data() : nullptr;
-    const T* UVt = uses_pair ? matrix_form(Form::UVt).data() : nullptr;
-    run_ranges(ranges_of(N * g.pixels_out(), range_pixels(2 * K), threads), threads, [&](Index q0, Index q1) {
+    f.stacked = signed_input && (kind == RuleKind::Gamma || !second);
+    f.uses_pair = kind != RuleKind::Gamma && second;  // AlphaBeta with beta: [z1 | z2]
+    f.Wpt = f.uses_pair || f.stacked ? nullptr : matrix_form(Form::Up).data();
+    f.UpUn = f.stacked ? matrix_form(Form::UpUn).data() : nullptr;
+    f.UVt = f.uses_pair ? matrix_form(Form::UVt).data() : nullptr;
+    return f;
+  }
+
+  void two_weight_factors(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
+                          MatrixMap<T>& S, bool signed_input, int threads) const {
+    const TwoWeightForms f = two_weight_forms(signed_input);
+    run_ranges(ranges_of(A.rows() * g.pixels_out(), range_pixels(2 * g.K()), threads), threads, [&](Index q0, Index q1) {
+      two_weight_rows(A, Z, R, q0, q1, S.data() + q0 * S.cols(), S.cols(), signed_input, f);
+    });
+  }
+
+  // Rows [q0, q1) of S (ncols columns, at Sq) for ZPlus, AlphaBeta and Gamma.
+  void two_weight_rows(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, Index q0,
+                       Index q1, T* Sq, Index ncols, bool signed_input, const TwoWeightForms& f) const {
+    const Index K = g.K(), o = cout;
+    const RuleKind kind = lin.rule.kind;
+    const bool second = lin.needs_second_term();
+    const T gm = T(lin.rule.gamma);
+    const bool stacked = f.stacked;
+    const T *Wpt = f.Wpt, *UpUn = f.UpUn, *UVt = f.UVt;
+    {
       Workspace& tw = thread_workspace();
       const auto mark = tw.mark();
       const Index rows = q1 - q0;
       const ConstMatrixMap<T> Rt(R.data() + q0 * o, rows, o), Zt(Z.data() + q0 * o, rows, o);
-      MatrixMap<T> St(S.data() + q0 * ncols, rows, ncols);
+      MatrixMap<T> St(Sq, rows, ncols);
       const T* p = A.data() + q0 * K;  // pointwise: the input rows are the patches
       if (!pointwise()) {
         T* own = tw.take<T>(rows * K);
@@ -691,7 +806,7 @@ struct Conv2d {
         if (ncols == 2 * o && !second) St.rightCols(o).setZero();
       }
       tw.release(mark);
-    });
+    }
   }
 };
 

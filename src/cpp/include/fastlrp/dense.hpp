@@ -218,8 +218,10 @@ struct Dense {
   }
 
   // Rin (n, in) from R (n, out), the input activation A (n, in) and this layer's output Z.
+  // nonnegative_input: the caller knows A has no negative entries (network.hpp,
+  // nonnegative_output), so the scan for them is skipped; the result is the same either way.
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws, int threads) const {
+                Workspace& ws, int threads, bool nonnegative_input = false) const {
     const Index n = A.rows(), o = out(), i = in();
     const T eps_s = T(rule.stabilizer);
     const auto mark = ws.mark();
@@ -237,7 +239,7 @@ struct Dense {
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
       case RuleKind::Gamma:
-        two_weight_backward(A, Z, R, Rin, ws, threads);
+        two_weight_backward(A, Z, R, Rin, ws, threads, nonnegative_input);
         break;
       case RuleKind::ZBox: {
         MatrixMap<T> S = ws.matrix<T>(n, o);
@@ -271,12 +273,12 @@ struct Dense {
 
  private:
   void two_weight_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
-                           MatrixMap<T>& Rin, Workspace& ws, int threads) const {
+                           MatrixMap<T>& Rin, Workspace& ws, int threads, bool nonnegative_input) const {
     const Index n = A.rows(), o = out(), i = in();
     const bool second = needs_second_term();
     const Index nz = second ? 2 * o : o;
     // Inputs after a ReLU have no negative entries: then a^- = 0 and half the products vanish.
-    const bool signed_input = n > 0 && A.minCoeff() < T(0);
+    const bool signed_input = n > 0 && !nonnegative_input && A.minCoeff() < T(0);
     MatrixMap<T> S = ws.matrix<T>(n, 2 * o);
     if (!signed_input) {
       MatrixMap<T> Sn(S.data(), n, nz);

@@ -192,6 +192,20 @@ class Graph {
       for (Index k = 0; k < V; ++k) e.layers[k + 1].setZero(N, nodes[k].out);
     }
 
+    const std::vector<char> nonneg = nonnegative_outputs();
+    // same_sums[i] = k: node i's relevance arrives unchanged from node k, a Pass activation that
+    // is node i's only consumer (the same buffer, moved), so its row sums are node k's
+    std::vector<int> uses(nodes.size(), 0), same_sums(nodes.size(), -1);
+    for (const auto& node : nodes)
+      for (int i : node.inputs)
+        if (i >= 0) ++uses[static_cast<std::size_t>(i)];
+    for (int k = 0; k <= logits; ++k) {
+      const Node<T>& node = nodes[static_cast<std::size_t>(k)];
+      const int in = node.kind == NodeKind::Layer ? node.inputs[0] : -1;
+      if (in >= 0 && node.layer.kind == LayerKind::Activation && uses[static_cast<std::size_t>(in)] == 1)
+        same_sums[static_cast<std::size_t>(in)] = k;
+    }
+
     run_batch(N, team_mode(), [&](Index r0, Index n, int threads) {
       Activations a;
       run_forward(X, r0, n, threads, a, false);
@@ -215,9 +229,12 @@ class Graph {
           R = pool.take(n, node.out);
           R.setZero();
         }
-        row_sums(R, e.conservation.col(k + 1).segment(r0, n), threads);
+        if (const int from = same_sums[static_cast<std::size_t>(k)]; from >= 0)
+          e.conservation.col(k + 1).segment(r0, n) = e.conservation.col(from + 1).segment(r0, n);
+        else
+          row_sums(R, e.conservation.col(k + 1).segment(r0, n), threads);
         if (layerwise) rows_of(e.layers[k + 1], r0, n) = R;
-        backward_node(k, a, std::move(R), rel, threads);
+        backward_node(k, a, std::move(R), rel, threads, nonneg);
       }
       RowMatrix<T>& Rin = rel[0];
       if (Rin.size() == 0) Rin.setZero(n, in_width);
@@ -342,7 +359,20 @@ class Graph {
     thread_pool<T>().give(std::move(M));
   }
 
-  void backward_node(int k, const Activations& a, RowMatrix<T>&& R, std::vector<RowMatrix<T>>& rel, int threads) const {
+  // Whether each node's output has no negative entries by construction (nonnegative_output).
+  std::vector<char> nonnegative_outputs() const {
+    std::vector<char> nn(nodes.size(), 0);
+    for (std::size_t k = 0; k < nodes.size(); ++k) {
+      const Node<T>& node = nodes[k];
+      bool all = true;  // every input nonnegative (the graph's input is not assumed to be)
+      for (int i : node.inputs) all = all && i >= 0 && nn[static_cast<std::size_t>(i)];
+      nn[k] = node.kind == NodeKind::Layer ? nonnegative_output(node.layer, all) : all;  // Add, Concat, Mul
+    }
+    return nn;
+  }
+
+  void backward_node(int k, const Activations& a, RowMatrix<T>&& R, std::vector<RowMatrix<T>>& rel, int threads,
+                     const std::vector<char>& nonneg) const {
     const Node<T>& node = nodes[static_cast<std::size_t>(k)];
     const Index n = a.n;
     switch (node.kind) {
@@ -353,14 +383,19 @@ class Graph {
           accumulate(rel, in, std::move(R), threads);
           return;
         }
-        RowMatrix<T> Rin = thread_pool<T>().take(n, l.in);
+        // relevance already at the input (its other consumers'): added to in place where the
+        // layer can, else through accumulate()
+        RowMatrix<T>& there = rel[static_cast<std::size_t>(in + 1)];
+        const bool add = there.size() != 0 && l.adds_to_rin();
+        RowMatrix<T> Rin = add ? RowMatrix<T>() : thread_pool<T>().take(n, l.in);
+        T* rin = add ? there.data() : Rin.data();
         Workspace& ws = thread_workspace();
         const auto mark = ws.mark();
-        l.backward(a.map(in), a.map(k), ConstMatrixMap<T>(R.data(), n, R.cols()), MatrixMap<T>(Rin.data(), n, l.in), ws,
-                   threads);
+        l.backward(a.map(in), a.map(k), ConstMatrixMap<T>(R.data(), n, R.cols()), MatrixMap<T>(rin, n, l.in), ws,
+                   threads, in >= 0 && nonneg[static_cast<std::size_t>(in)], add);
         ws.release(mark);
         thread_pool<T>().give(std::move(R));
-        accumulate(rel, in, std::move(Rin), threads);
+        if (!add) accumulate(rel, in, std::move(Rin), threads);
         return;
       }
       case NodeKind::Add: {

@@ -118,8 +118,10 @@ struct GroupedConv {
     if (!depthwise()) add_bias(Z, b, threads);  // depthwise rows start their chains from the bias
   }
 
+  // nonnegative_input: the caller knows A has no negative entries (network.hpp,
+  // nonnegative_output), so the scan for them is skipped; the result is the same either way.
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws, int threads) const {
+                Workspace& ws, int threads, bool nonnegative_input = false) const {
     const Index n = A.rows(), P = out_size(), I = in_size();
     const T eps_s = T(rule.stabilizer);
     const auto mark = ws.mark();
@@ -152,7 +154,7 @@ struct GroupedConv {
       case RuleKind::ZPlus:
       case RuleKind::AlphaBeta:
       case RuleKind::Gamma:
-        two_weight_backward(A, Z, R, Rin, S, ws, threads);
+        two_weight_backward(A, Z, R, Rin, S, ws, threads, nonnegative_input);
         break;
       case RuleKind::Pass:
         throw std::invalid_argument("Pass cannot be applied to a Conv2d layer");
@@ -658,10 +660,10 @@ struct GroupedConv {
   }
 
   void two_weight_backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R,
-                           MatrixMap<T>& Rin, T* S1, Workspace& ws, int threads) const {
+                           MatrixMap<T>& Rin, T* S1, Workspace& ws, int threads, bool nonnegative_input) const {
     const Index n = A.rows(), P = out_size(), I = in_size();
     const bool second = needs_second_term();
-    const bool signed_input = n > 0 && A.minCoeff() < T(0);
+    const bool signed_input = n > 0 && !nonnegative_input && A.minCoeff() < T(0);
     T* S2 = ws.take<T>(static_cast<std::size_t>(n * P));
     if (!signed_input) {
       taps_forward(A.data(), n, wu.data(), S1, threads, false);

@@ -59,8 +59,11 @@ struct Layer {
   // Defined in src/cpp/layer.cpp and compiled there once per kernel module, for float and
   // double: every kernel's code is in that one translation unit, not in each binding's.
   void forward(const ConstMatrixMap<T>& A, MatrixMap<T> Y, int threads) const;
+  // nonnegative_input: A is known to have no negative entries (nonnegative_output below).
+  // add_to_rin (Conv2d only, adds_to_rin()): Rin's values are kept and the shares added to them.
   void backward(const ConstMatrixMap<T>& A, const ConstMatrixMap<T>& Z, const ConstMatrixMap<T>& R, MatrixMap<T> Rin,
-                Workspace& ws, int threads) const;
+                Workspace& ws, int threads, bool nonnegative_input = false, bool add_to_rin = false) const;
+  bool adds_to_rin() const { return kind == LayerKind::Conv; }
 
   // NHWC image <-> NCHW-ordered features (so that a torch model's next Dense applies as is).
   void flatten(const ConstMatrixMap<T>& X, MatrixMap<T> Y, bool inverse) const {
@@ -77,6 +80,37 @@ struct Layer {
     }
   }
 };
+
+// Whether layer l's output can have no negative entry when its input has none
+// (input_nonnegative) or whatever its input: the outputs of ReLU-type activations, and pools,
+// flattens and gathers of such outputs. Dense, Conv2d and grouped layers told that their input
+// is nonnegative skip their scan of it for negative entries (which decides the path of the
+// two-weight rules, so the result is the same): a pass over every input activation, single-
+// threaded, about 1.5 % of a ResNet-50 explanation (bench/README.md, sixteenth session).
+template <class T>
+bool nonnegative_output(const Layer<T>& l, bool input_nonnegative) {
+  switch (l.kind) {
+    case LayerKind::Activation:
+      switch (l.act) {
+        case Activation::ReLU:
+        case Activation::Sigmoid:
+        case Activation::Softmax:
+        case Activation::Hardsigmoid:
+        case Activation::ReLU6:
+          return true;
+        case Activation::Identity:
+          return input_nonnegative;
+        default:
+          return false;
+      }
+    case LayerKind::Pool:     // maxima and averages (positive weights) of the inputs
+    case LayerKind::Flatten:  // the same values
+    case LayerKind::Gather:   // the same values, or zeros
+      return input_nonnegative;
+    default:
+      return false;
+  }
+}
 
 // Runs f(first_row, rows, threads) over a batch of N samples: one chunk per thread (each with
 // 1 thread), or, in team mode or for a single sample, one chunk with every thread.
@@ -330,6 +364,11 @@ class Network {
     }
     Index max_width = out;
     for (const auto& l : layers) max_width = std::max(max_width, l.in);
+    // nonneg[k]: layer k's input has no negative entries by construction (not assumed of given
+    // activations, which the caller made)
+    std::vector<char> nonneg(layers.size(), 0);
+    if (!given)
+      for (std::size_t k = 1; k < layers.size(); ++k) nonneg[k] = nonnegative_output(layers[k - 1], nonneg[k - 1] != 0);
 
     run_batch(N, [&](Index r0, Index n, int threads) {
       Workspace& ws = thread_workspace();
@@ -367,7 +406,8 @@ class Network {
           continue;
         }
         MatrixMap<T> Rin = buffer(k, R.data() == ping ? pong : ping);
-        layers[k].backward(acts[k], acts[k + 1], ConstMatrixMap<T>(R.data(), n, R.cols()), Rin, ws, threads);
+        layers[k].backward(acts[k], acts[k + 1], ConstMatrixMap<T>(R.data(), n, R.cols()), Rin, ws, threads,
+                           nonneg[static_cast<std::size_t>(k)] != 0);
         new (&R) MatrixMap<T>(Rin.data(), n, Rin.cols());
         row_sums(R, e.conservation.col(k).segment(r0, n), threads);
       }
