@@ -17,3 +17,19 @@ def median_time(fn, repeat, pause=0.0):
         fn()
         times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+def alternate_medians(first, second, repeat):
+    """Median times of `first` and `second` called alternately `repeat` times each (after one
+    warm-up call of each): both see the same drift of a shared machine's speed."""
+    first()
+    second()
+    t1, t2 = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        first()
+        t1.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        second()
+        t2.append(time.perf_counter() - t)
+    return float(np.median(t1)), float(np.median(t2))

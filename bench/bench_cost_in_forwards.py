@@ -17,9 +17,9 @@ Needs torch and torchvision's model code (the test extras).
 import argparse
 import subprocess
 import sys
-import time
 
 import numpy as np
+from _timing import alternate_medians
 
 
 def one_run(args):
@@ -34,17 +34,7 @@ def one_run(args):
     x = np.random.default_rng(0).normal(size=(args.batch,) + shape).astype(np.float32)
     rule = composites.epsilon_gamma_box(-3.0, 3.0) if args.rule == "epsilon_gamma_box" else args.rule
     lrp = fl.LRP(model, rule)
-    lrp(x)
-    model.forward(x)
-    t_lrp, t_fwd = [], []
-    for _ in range(args.repeat):
-        t = time.perf_counter()
-        lrp(x)
-        t_lrp.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        model.forward(x)
-        t_fwd.append(time.perf_counter() - t)
-    lm, fm = float(np.median(t_lrp)), float(np.median(t_fwd))
+    lm, fm = alternate_medians(lambda: lrp(x), lambda: model.forward(x), args.repeat)
     print(f"{args.net} batch {args.batch}, {args.threads} threads, {args.rule}, isa={fl.build_info()['isa']}: "
           f"explanation {lm:.3f} s, forward {fm:.3f} s (medians of {args.repeat}), cost in forwards {lm / fm:.2f}",
           flush=True)

@@ -14,11 +14,11 @@ medians and their ratio, the explanation's cost in forward passes.
 
 import argparse
 import os
-import time
 
 import numpy as np
 
 import fastlrp as fl
+from _timing import alternate_medians
 
 
 def block_model(rng, dtype=np.float32):
@@ -47,17 +47,9 @@ def main():
     model = block_model(rng)
     x = np.maximum(rng.normal(size=(args.batch, 2048, 7, 7)), 0).astype(np.float32)
     lrp = fl.LRP(model, args.rule)
-    lrp(x)  # warm-up: the rule's weight forms are made on first use
-    model.forward(x)
-    t_lrp, t_fwd = [], []
-    for _ in range(args.repeat):
-        t = time.perf_counter()
-        lrp(x)
-        t_lrp.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        model.forward(x)
-        t_fwd.append(time.perf_counter() - t)
-    lrp_ms, fwd_ms = 1e3 * np.median(t_lrp), 1e3 * np.median(t_fwd)
+    # the warm-up also makes the rule's weight forms, which are made on first use
+    t_lrp, t_fwd = alternate_medians(lambda: lrp(x), lambda: model.forward(x), args.repeat)
+    lrp_ms, fwd_ms = 1e3 * t_lrp, 1e3 * t_fwd
     print(f"# ResNet-50 stage-4 blocks, batch {args.batch}, {args.threads} threads, {args.rule}, "
           f"isa={fl.build_info()['isa']}, medians of {args.repeat}")
     print(f"explanation {lrp_ms:.1f} ms, forward {fwd_ms:.1f} ms, cost in forwards {lrp_ms / fwd_ms:.2f}")
