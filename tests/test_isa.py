@@ -17,7 +17,7 @@ CHECK = textwrap.dedent("""
     import json, sys
     import numpy as np
     import fastlrp as fl
-    from fastlrp import composites, reference
+    from fastlrp import composites, reference, rules
 
     rng = np.random.default_rng(0)
     out = {"isa": fl.build_info()["isa"], "vector": fl.build_info()["vector"]}
@@ -45,6 +45,31 @@ CHECK = textwrap.dedent("""
             scale = np.abs(ref).max()
             out.setdefault("bitwise", []).append(bool(np.array_equal(r1, r2) and np.array_equal(r1, r3)))
             out.setdefault("error", []).append(float(np.abs(r1 - ref).max() / scale))
+    # depthwise 3x3 with padding 1 (its own kernel: at v2, float rows in groups of 6 written in
+    # assembly) against the same layer on explicit zero borders (the general kernels): the same
+    # chains, so the same bits, forward and in Epsilon's backward gather; widths with 0-3 groups
+    # of 6 and the pixels after them, channels with and without a partial vector. ZBox on the
+    # layer as a first layer starts its denominators' chains from the values already there.
+    for dtype in (np.float32, np.float64):
+        for width in (3, 8, 9, 14, 23):
+            for ch in (7, 20):
+                w = rng.normal(size=(ch, 1, 3, 3)).astype(dtype)
+                b = rng.normal(size=ch).astype(dtype)
+                x = rng.normal(size=(3, ch, 5, width)).astype(dtype)
+                zeros = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+                padded = fl.Sequential([fl.Conv2d(w, b, padding=1, groups=ch)])
+                explicit = fl.Sequential([fl.Conv2d(w, b, padding=0, groups=ch)])
+                start = rng.normal(size=x.shape).astype(dtype)
+                r_pad = fl.LRP(padded, rules.Epsilon(0.3))(x, target=start).relevance
+                r_zero = fl.LRP(explicit, rules.Epsilon(0.3))(zeros, target=start).relevance
+                out.setdefault("padded_bitwise", []).append(
+                    bool(np.array_equal(padded.forward(x), explicit.forward(zeros))
+                         and np.array_equal(r_pad, r_zero[:, :, 1:-1, 1:-1])))
+                box = rules.ZBox(-5.0, 5.0)
+                r_box = fl.LRP(padded, box)(x, target=start).relevance
+                ref = reference.lrp(padded.layers, [box], x.astype(np.float64), target=start.astype(np.float64))[0]
+                out.setdefault("zbox_error" + ("32" if dtype == np.float32 else "64"), []).append(
+                    float(np.abs(r_box - ref).max() / np.abs(ref).max()))
     print(json.dumps(out))
 """)
 
@@ -83,6 +108,8 @@ def test_each_level_is_exact_and_reproducible(level):
     assert all(out["bitwise"]), out
     # float32 cases first, then float64
     assert max(out["error"][:4]) < 1e-4 and max(out["error"][4:]) < 1e-10, out["error"]
+    assert len(out["padded_bitwise"]) == 20 and all(out["padded_bitwise"]), out["padded_bitwise"]
+    assert max(out["zbox_error32"]) < 1e-4 and max(out["zbox_error64"]) < 1e-10, out
 
 
 def test_bad_level_is_a_clear_error():

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "fastlrp/common.hpp"
+#include "fastlrp/dw3x3_sse.hpp"
 #include "fastlrp/rules.hpp"
 #include "fastlrp/simd.hpp"
 #include "fastlrp/spatial.hpp"
@@ -324,10 +325,13 @@ struct GroupedConv {
   // zero), then the taps in (ky, kx) order, those outside the source skipped. The source pixel
   // of tap (ky, kx) for pixel (y, x) is (y - ph + ky, x - 1 + kx) forward and
   // (y + ph - ky, x + 1 - kx) backward: d = +1 or -1 below.
-  // SSE (v2): 3 pixels. Without VEX's three-operand forms and FMA, each multiply-add needs a
-  // copy and two registers, and 6 pixels' accumulators with 9 weights spilled to the stack: 3
-  // ran 4-19 % faster than 6 on MobileNetV2's shapes (bench/README.md, thirteenth session).
+  // SSE (v2): 3 pixels here. Without VEX's three-operand forms and FMA, each multiply-add needs a
+  // scratch register, and the compiler spilled 6 pixels' accumulators with 9 weights to the stack:
+  // 3 ran 4-19 % faster than 6 on MobileNetV2's shapes (bench/README.md, thirteenth session).
+  // Float rows with all three source rows run groups of 6 written in assembly (dw3x3_sse.hpp),
+  // which keeps them in registers; this loop takes the pixels after them.
   static constexpr int kPix3 = simd::kBytes >= 32 ? 6 : 3;
+  static constexpr float kZeros[4] = {0, 0, 0, 0};  // the chains' start without a bias
   template <bool Back>
   void dw3x3_row(const T* src, Index y, const T* wt, T* out, bool accumulate, const T* bias) const {
     const Geometry& q = g;
@@ -404,6 +408,20 @@ struct GroupedConv {
       };
       edge(0, Back ? 0 : 1, Back ? 2 : 3);
       Index x = 1;
+#ifdef FASTLRP_DW3X3_SSE_ASM
+      if constexpr (std::is_same_v<T, float> && NR == 3 && !partial) {  // groups of 6 (dw3x3_sse.hpp)
+        if (const Index groups = (Wd - 2) / 6; groups > 0) {
+          alignas(16) float wv[9 * 4];
+          for (int t = 0; t < 9; ++t) VT::store(wv + 4 * t, w[t]);
+          const float* r[3] = {rows[0] + c, rows[1] + c, rows[2] + c};  // at column x - 1 = 0
+          if (accumulate)
+            dw3x3_sse_groups<Back, true>(r[0], r[1], r[2], out + C + c, wv, nullptr, C, groups);
+          else
+            dw3x3_sse_groups<Back, false>(r[0], r[1], r[2], out + C + c, wv, bias ? bias + c : kZeros, C, groups);
+          x += 6 * groups;
+        }
+      }
+#endif
       for (; x + kPix3 <= Wd - 1; x += kPix3) {
         V acc[kPix3];
 #pragma GCC unroll 8
