@@ -47,9 +47,10 @@ CHECK = textwrap.dedent("""
             out.setdefault("error", []).append(float(np.abs(r1 - ref).max() / scale))
     # depthwise 3x3 with padding 1 (its own kernel: at v2, float rows in groups of 6 written in
     # assembly) against the same layer on explicit zero borders (the general kernels): the same
-    # chains, so the same bits, forward and in Epsilon's backward gather; widths with 0-3 groups
-    # of 6 and the pixels after them, channels with and without a partial vector. ZBox on the
-    # layer as a first layer starts its denominators' chains from the values already there.
+    # chains, so the same bits, forward and in the backward gathers of Epsilon and of ZPlus on
+    # signed inputs; widths with 0-3 groups of 6 and the pixels after them, channels with and
+    # without a partial vector. ZBox on the layer as a first layer starts its denominators'
+    # chains from the values already there.
     for dtype in (np.float32, np.float64):
         for width in (3, 8, 9, 14, 23):
             for ch in (7, 20):
@@ -60,11 +61,12 @@ CHECK = textwrap.dedent("""
                 padded = fl.Sequential([fl.Conv2d(w, b, padding=1, groups=ch)])
                 explicit = fl.Sequential([fl.Conv2d(w, b, padding=0, groups=ch)])
                 start = rng.normal(size=x.shape).astype(dtype)
-                r_pad = fl.LRP(padded, rules.Epsilon(0.3))(x, target=start).relevance
-                r_zero = fl.LRP(explicit, rules.Epsilon(0.3))(zeros, target=start).relevance
-                out.setdefault("padded_bitwise", []).append(
-                    bool(np.array_equal(padded.forward(x), explicit.forward(zeros))
-                         and np.array_equal(r_pad, r_zero[:, :, 1:-1, 1:-1])))
+                same = np.array_equal(padded.forward(x), explicit.forward(zeros))
+                for rule in (rules.Epsilon(0.3), rules.ZPlus()):  # ZPlus on signed x: g+ and g- gathers
+                    r_pad = fl.LRP(padded, rule)(x, target=start).relevance
+                    r_zero = fl.LRP(explicit, rule)(zeros, target=start).relevance
+                    same = same and np.array_equal(r_pad, r_zero[:, :, 1:-1, 1:-1])
+                out.setdefault("padded_bitwise", []).append(bool(same))
                 box = rules.ZBox(-5.0, 5.0)
                 r_box = fl.LRP(padded, box)(x, target=start).relevance
                 ref = reference.lrp(padded.layers, [box], x.astype(np.float64), target=start.astype(np.float64))[0]

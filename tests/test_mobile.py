@@ -495,7 +495,8 @@ def test_depthwise_3x3_padded_equals_explicit_zeros(width, channels, dtype):
     with explicit zero borders runs the general kernels (pixel-blocked from 12 output columns,
     channel-blocked below). Each output is one chain in tap order, the padding's taps skipped in
     the one and multiplied by zeros in the other: the values are equal (==),
-    the bias added first in both. The same for the backward gather of Epsilon and ZPlus."""
+    the bias added first in both. The same for the backward gather of Epsilon and ZPlus (on
+    non-negative and on signed inputs)."""
     rng = np.random.default_rng(width * 100 + channels)
     w = rng.normal(size=(channels, 1, 3, 3)).astype(dtype)
     b = rng.normal(size=channels).astype(dtype)
@@ -511,7 +512,8 @@ def test_depthwise_3x3_padded_equals_explicit_zeros(width, channels, dtype):
                                atol=1e-5 if dtype == np.float32 else 1e-12)
     # the backward gather (Epsilon; ZPlus on non-negative inputs): the same on the real pixels
     start = rng.normal(size=padded.shape).astype(dtype)
-    for rule, xs, zs in [(rules.Epsilon(0.3), x, zeros), (rules.ZPlus(), np.abs(x), np.abs(zeros))]:
+    for rule, xs, zs in [(rules.Epsilon(0.3), x, zeros), (rules.ZPlus(), np.abs(x), np.abs(zeros)),
+                         (rules.ZPlus(), x, zeros)]:  # signed: g+ and g- gathered separately
         r_pad = fl.LRP(fl.Sequential([fl.Conv2d(w, b, padding=1, groups=channels)]), rule)(xs, target=start)
         r_zero = fl.LRP(fl.Sequential([fl.Conv2d(w, b, padding=0, groups=channels)]), rule)(zs, target=start)
         np.testing.assert_array_equal(r_pad.relevance, r_zero.relevance[:, :, 1:-1, 1:-1])

@@ -218,17 +218,19 @@ struct GroupedConv {
       if (depthwise()) {
         const T* Ss = S + s * out_size();
         const T* S2s = S2 ? S2 + s * out_size() : nullptr;
-        if (S2 && G2)
+        if (S2 && G2) {
           dw_backward_row<true, true>(Ss, S2s, iy, wt, w2, grow, grow2, accumulate);
-        else if (S2)
+        } else if (S2) {
           dw_backward_row<true, false>(Ss, S2s, iy, wt, w2, grow, nullptr, accumulate);
-        else if (G2)
-          dw_backward_row<false, true>(Ss, nullptr, iy, wt, w2, grow, grow2, accumulate);
-        else if (q.kh == 3 && q.kw == 3 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && q.pw == 1 &&
-                 q.Wo == q.W && q.W >= 3)
+        } else if (unrolled_3x3()) {
+          // G2 = S w2 is a gather of its own with the same chains: two passes of the unrolled kernel
           dw3x3_row<true>(Ss, iy, wt, grow, accumulate, nullptr);
-        else
+          if (G2) dw3x3_row<true>(Ss, iy, w2, grow2, accumulate, nullptr);
+        } else if (G2) {
+          dw_backward_row<false, true>(Ss, nullptr, iy, wt, w2, grow, grow2, accumulate);
+        } else {
           dw_backward_row<false, false>(Ss, nullptr, iy, wt, nullptr, grow, nullptr, accumulate);
+        }
         continue;
       }
       if (!accumulate) {
@@ -286,8 +288,7 @@ struct GroupedConv {
   template <bool Signed>
   void dw_forward_row(const T* X, Index oy, const T* wt, const T* wn, T* zrow, bool accumulate, const T* bias) const {
     if constexpr (!Signed) {
-      if (g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pw == 1 && g.Wo == g.W &&
-          g.W >= 3) {
+      if (unrolled_3x3()) {
         dw3x3_row<false>(X, oy, wt, zrow, accumulate, bias);
         return;
       }
@@ -332,6 +333,10 @@ struct GroupedConv {
   // which keeps them in registers; this loop takes the pixels after them.
   static constexpr int kPix3 = simd::kBytes >= 32 ? 6 : 3;
   static constexpr float kZeros[4] = {0, 0, 0, 0};  // the chains' start without a bias
+  bool unrolled_3x3() const {  // the geometry dw3x3_row computes
+    return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pw == 1 && g.Wo == g.W &&
+           g.W >= 3;
+  }
   template <bool Back>
   void dw3x3_row(const T* src, Index y, const T* wt, T* out, bool accumulate, const T* bias) const {
     const Geometry& q = g;
