@@ -633,36 +633,26 @@ struct Conv2d {
 
   // Gamma's factors for one row of output pixels' channels (o of them), in place: on entry q
   // holds Q (see two_weight_factors), on exit S_1 (q) and S_2 (s2). The operations are
-  // two_weight_ratio's, in the same order (the same bits), one pass in vectors (GCC's vector
-  // extensions; lanes where a division by 0 happens are selected away).
+  // two_weight_ratio's, in the same order (the same bits), one pass in vectors (simd::Lanes;
+  // the ratio is safe_ratio's, lane by lane).
   void gamma_factors_row(Index o, const T* z, const T* R, T* q, T* s2, T gm, T eps) const {
     const T g1 = T(1) + gm;
     const T *b = lin.b.data(), *bu = lin.bu.data(), *bv = lin.bv.data();
-    constexpr Index L = simd::kBytes / Index(sizeof(T));
-    typedef T VT __attribute__((vector_size(simd::kBytes)));
-    auto ld = [](const T* p) {
-      VT v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    };
-    const VT zero = VT{}, gv = zero + gm, g1v = zero + g1, ev = zero + eps;
+    using VT = simd::Lanes<T>;
+    constexpr Index L = simd::kLanes<T>;
+    auto ld = [](const T* p) { return simd::load_lanes(p); };
+    const VT zero = VT{}, gv = zero + gm, g1v = zero + g1;
     Index j = 0;
     for (; j + L <= o; j += L) {
       const VT zj = ld(z + j), zb = zj - ld(b + j), qj = ld(q + j);
       const VT d1 = (zb + gv * qj) + ld(bu + j), d2 = (g1v * zb - gv * qj) + ld(bv + j);
-      const VT d = zj > zero ? d1 : d2;
-      const VT e = d >= zero ? d + ev : d - ev;
-      const VT x = ld(R + j) / e;
-      const VT rj = e == zero ? zero : x;
-      const VT o1 = zj > zero ? rj : zero, o2 = zj < zero ? rj : zero;
-      std::memcpy(q + j, &o1, sizeof o1);
-      std::memcpy(s2 + j, &o2, sizeof o2);
+      const VT rj = simd::safe_ratio_lanes(ld(R + j), zj > zero ? d1 : d2, eps);
+      simd::store_lanes(q + j, zj > zero ? rj : zero);
+      simd::store_lanes(s2 + j, zj < zero ? rj : zero);
     }
     for (; j < o; ++j) {
       const T zj = z[j], zb = zj - b[j], qj = q[j];
-      const T d = zj > T(0) ? (zb + gm * qj) + bu[j] : (g1 * zb - gm * qj) + bv[j];
-      const T e = d >= T(0) ? d + eps : d - eps;
-      const T rj = e == T(0) ? T(0) : R[j] / e;
+      const T rj = safe_ratio(R[j], zj > T(0) ? (zb + gm * qj) + bu[j] : (g1 * zb - gm * qj) + bv[j], eps);
       q[j] = zj > T(0) ? rj : T(0);
       s2[j] = zj < T(0) ? rj : T(0);
     }

@@ -25,23 +25,11 @@ namespace kernels {
 // divide by zero are selected away; safe_ratio's operations). s may be r or z.
 template <class T>
 inline void stabilized_ratio_run(const T* r, const T* z, T eps, T* s, Index n) {
-  constexpr Index L = simd::kBytes > 0 ? simd::kBytes / Index(sizeof(T)) : 1;
-  typedef T VT __attribute__((vector_size(L * sizeof(T))));
-  const VT zero = VT{}, ev = zero + eps;
+  constexpr Index L = simd::kLanes<T>;
   Index i = 0;
-  for (; i + L <= n; i += L) {
-    VT zv, rv;
-    std::memcpy(&zv, z + i, sizeof zv);
-    std::memcpy(&rv, r + i, sizeof rv);
-    const VT d = zv >= zero ? zv + ev : zv - ev;
-    const VT q = rv / d;
-    const VT o = d == zero ? zero : q;
-    std::memcpy(s + i, &o, sizeof o);
-  }
-  for (; i < n; ++i) {
-    const T d = z[i] >= T(0) ? z[i] + eps : z[i] - eps;
-    s[i] = d == T(0) ? T(0) : r[i] / d;
-  }
+  for (; i + L <= n; i += L)
+    simd::store_lanes(s + i, simd::safe_ratio_lanes(simd::load_lanes(r + i), simd::load_lanes(z + i), eps));
+  for (; i < n; ++i) s[i] = safe_ratio(r[i], z[i], eps);
 }
 
 // Rows of an Eigen operand are contiguous runs: stored row-major (or a single row) with unit

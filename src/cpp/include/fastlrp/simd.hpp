@@ -165,6 +165,40 @@ struct Vec {
 };
 #endif
 
+// Element-wise loops over whole vectors written with GCC's vector extensions (lane-wise
+// arithmetic, comparisons and ?: selections): Lanes<T> values of the level's width, one where
+// there is no vector unit. Loaded and stored with memcpy (no alignment needed).
+template <class T>
+constexpr int kLanes = kBytes > 0 ? kBytes / static_cast<int>(sizeof(T)) : 1;
+template <class T>
+struct LanesOf {  // (an alias template would drop the attribute)
+  typedef T type __attribute__((vector_size(kLanes<T> * sizeof(T))));
+  static_assert(sizeof(type) == kLanes<T> * sizeof(T), "a vector of kLanes values");
+};
+template <class T>
+using Lanes = typename LanesOf<T>::type;
+
+template <class T>
+inline Lanes<T> load_lanes(const T* p) {
+  Lanes<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+inline void store_lanes(T* p, Lanes<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+// safe_ratio (common.hpp) lane by lane, with the same operations: r / stab(z), 0 where stab(z)
+// is 0 (that lane's quotient is computed and selected away)
+template <class T>
+inline Lanes<T> safe_ratio_lanes(Lanes<T> r, Lanes<T> z, T eps) {
+  const Lanes<T> zero = Lanes<T>{}, e = zero + eps;
+  const Lanes<T> d = z >= zero ? z + e : z - e;
+  const Lanes<T> q = r / d;
+  return d == zero ? zero : q;
+}
+
 }  // namespace simd
 }  // namespace FASTLRP_ISA_NS
 }  // namespace fastlrp
